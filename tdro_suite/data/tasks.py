@@ -1,0 +1,156 @@
+"""Task manifests: which training files exist and what each one is (languages, instruction, symmetry).
+
+A manifest (`tasks.json`) is a JSON list of TaskInfo-shaped objects (or `{"tasks": [...]}`) whose
+`path` is relative to the manifest. `load_tasks` also accepts a folder holding a manifest, a folder
+of .jsonl(.gz) files, or single files (task name = file stem, default metadata), so ad-hoc data
+works without writing a manifest first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tdro_suite.common.errors import DataError
+from tdro_suite.common.io import atomic_write_json
+from tdro_suite.data.reader import InvalidReport, iter_examples
+from tdro_suite.data.types import TaskInfo, TrainExample
+
+MANIFEST_NAME = "tasks.json"
+DATA_SUFFIXES = (".jsonl", ".jsonl.gz")
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "path": (str,),
+    "instruction": (str,),
+    "languages": (list,),
+    "symmetric": (bool,),
+    "size": (int,),
+    "source": (str,),
+    "license": (str,),
+    "domain": (str,),
+}
+
+
+def is_data_file(path: Path) -> bool:
+    return path.name.endswith(DATA_SUFFIXES)
+
+
+def task_name_from_file(path: Path) -> str:
+    """`msmarco.jsonl.gz` → `msmarco`."""
+    name = path.name
+    for suffix in sorted(DATA_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _task_from_record(record: Any, manifest: Path, index: int) -> TaskInfo:
+    where = f"{manifest}: task #{index + 1}"
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected an object, got {type(record).__name__}.")
+    unknown = sorted(set(record) - set(_FIELD_TYPES))
+    if unknown:
+        raise DataError(
+            f"{where}: unknown field(s) {', '.join(map(repr, unknown))}; known: {', '.join(_FIELD_TYPES)}."
+        )
+    for key in ("name", "path"):
+        if key not in record:
+            raise DataError(f"{where}: field '{key}' is missing.")
+    for key, value in record.items():
+        allowed = _FIELD_TYPES[key]
+        if not isinstance(value, allowed) or (bool not in allowed and isinstance(value, bool)):
+            raise DataError(
+                f"{where}: field '{key}' must be {allowed[0].__name__}, got {type(value).__name__}."
+            )
+    if not all(isinstance(lang, str) for lang in record.get("languages", [])):
+        raise DataError(f"{where}: field 'languages' must be a list of strings.")
+    data_path = (manifest.parent / record["path"]).resolve()
+    if not data_path.is_file():
+        raise DataError(f"{where} ('{record['name']}'): field 'path': file {data_path} does not exist.")
+    values = dict(record)
+    values["path"] = str(data_path)
+    return TaskInfo(**values)
+
+
+def read_manifest(path: str | Path) -> list[TaskInfo]:
+    """Read one tasks.json; paths inside are resolved against the manifest's folder."""
+    manifest = Path(path)
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{manifest}: task manifest not found.") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{manifest}:{exc.lineno}: not valid JSON ({exc.msg}).") from None
+    if isinstance(data, dict) and "tasks" in data:
+        data = data["tasks"]
+    if not isinstance(data, list):
+        raise DataError(f'{manifest}: expected a list of tasks (or {{"tasks": [...]}}).')
+    return [_task_from_record(record, manifest, i) for i, record in enumerate(data)]
+
+
+def write_manifest(path: str | Path, tasks: Iterable[TaskInfo]) -> None:
+    """Write tasks.json atomically, storing each data path relative to the manifest's folder."""
+    manifest = Path(path)
+    records = []
+    for task in tasks:
+        record = asdict(task)
+        record["path"] = Path(
+            os.path.relpath(Path(task.path).resolve(), manifest.parent.resolve())
+        ).as_posix()
+        records.append(record)
+    atomic_write_json(manifest, records)
+
+
+def _tasks_from_path(path: Path) -> list[TaskInfo]:
+    if path.is_file() and path.name.endswith(".json"):
+        return read_manifest(path)
+    if path.is_file() and is_data_file(path):
+        return [TaskInfo(name=task_name_from_file(path), path=str(path.resolve()), source=str(path))]
+    if path.is_dir():
+        if (path / MANIFEST_NAME).is_file():
+            return read_manifest(path / MANIFEST_NAME)
+        files = sorted(p for p in path.iterdir() if p.is_file() and is_data_file(p))
+        if files:
+            return [t for f in files for t in _tasks_from_path(f)]
+        raise DataError(f"{path}: folder holds neither {MANIFEST_NAME} nor any .jsonl/.jsonl.gz file.")
+    if path.exists():
+        raise DataError(f"{path}: not a task manifest (.json) nor a training file (.jsonl or .jsonl.gz).")
+    raise DataError(f"{path}: no such file or folder.")
+
+
+def load_tasks(paths: Iterable[str | Path]) -> list[TaskInfo]:
+    """All tasks named by manifests, folders or single files; task names must be unique."""
+    tasks: list[TaskInfo] = []
+    seen: dict[str, str] = {}
+    for raw in paths:
+        for task in _tasks_from_path(Path(raw)):
+            if task.name in seen:
+                raise DataError(
+                    f"Task name '{task.name}' appears twice ({seen[task.name]} and {task.path}); "
+                    "task names must be unique."
+                )
+            seen[task.name] = task.path
+            tasks.append(task)
+    if not tasks:
+        raise DataError("No training tasks given.")
+    return tasks
+
+
+def load_task_examples(
+    task: TaskInfo,
+    *,
+    skip_invalid: bool = False,
+    report: InvalidReport | None = None,
+    limit: int | None = None,
+) -> list[TrainExample]:
+    """Read a whole task into memory (training sets that fit); `limit` keeps the first N examples."""
+    out: list[TrainExample] = []
+    for example in iter_examples(task.path, skip_invalid=skip_invalid, report=report):
+        out.append(example)
+        if limit is not None and len(out) >= limit:
+            break
+    return out

@@ -1,0 +1,125 @@
+"""The training-file reader: streaming, gzip, and one clear error (file:line:field) per kind of bad line."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from tdro_suite.common.errors import DataError
+from tdro_suite.data.reader import InvalidReport, iter_dataset_examples, iter_examples
+
+
+def _record(i: int, **override: object) -> dict:
+    rec = {
+        "query_id": f"q{i}",
+        "query": f"question {i}",
+        "positive_passages": [{"docid": f"p{i}", "title": "T", "text": f"answer {i}"}],
+        "negative_passages": [{"docid": f"n{i}", "title": "", "text": f"wrong {i}"}],
+    }
+    rec.update(override)
+    return rec
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    data = "\n".join(lines) + "\n"
+    if path.suffix == ".gz":
+        with gzip.open(path, "wt", encoding="utf-8") as fh:
+            fh.write(data)
+    else:
+        path.write_text(data, encoding="utf-8")
+    return path
+
+
+def test_reads_plain_and_gzip(tmp_path: Path) -> None:
+    lines = [json.dumps(_record(i)) for i in range(3)]
+    for name in ("t.jsonl", "t.jsonl.gz"):
+        examples = list(iter_examples(_write(tmp_path / name, lines)))
+        assert [e.query_id for e in examples] == ["q0", "q1", "q2"]
+        assert examples[1].positives[0].full_text() == "T answer 1"
+        assert examples[1].negatives[0].text == "wrong 1"
+
+
+def test_is_lazy(tmp_path: Path) -> None:
+    path = _write(tmp_path / "t.jsonl", [json.dumps(_record(0)), "{broken"])
+    it = iter_examples(path)
+    assert next(it).query_id == "q0"  # the broken line 2 is not read yet
+    with pytest.raises(DataError):
+        next(it)
+
+
+BAD_LINES = [
+    ("{not json", None, "not valid JSON", "malformed_json"),
+    ("[1, 2]", None, "expected a JSON object", "not_an_object"),
+    (json.dumps({k: v for k, v in _record(1).items() if k != "query"}), "query", "is missing", "missing_field"),
+    (json.dumps(_record(1, query=5)), "query", "expected a string", "wrong_type"),
+    (json.dumps(_record(1, query_id=[1])), "query_id", "expected a string id", "wrong_type"),
+    (json.dumps(_record(1, positive_passages=[])), "positive_passages", "is empty", "empty_positives"),
+    (json.dumps(_record(1, positive_passages="text")), "positive_passages", "expected a list", "wrong_type"),
+    (
+        json.dumps(_record(1, positive_passages=[{"docid": "d", "title": ""}])),
+        "positive_passages[0].text",
+        "is missing",
+        "missing_field",
+    ),
+    (
+        json.dumps(_record(1, negative_passages=[{"docid": "d", "text": 3}])),
+        "negative_passages[0].text",
+        "expected a string",
+        "wrong_type",
+    ),
+    (json.dumps(_record(1, query="   ")), "query", "is empty", "empty_value"),
+]
+
+
+@pytest.mark.parametrize(("line", "field", "problem", "reason"), BAD_LINES)
+def test_each_error_names_file_line_field(tmp_path: Path, line: str, field: str, problem: str, reason: str) -> None:
+    path = _write(tmp_path / "bad.jsonl", [json.dumps(_record(0)), "", line])
+    with pytest.raises(DataError) as info:
+        list(iter_examples(path))
+    message = str(info.value)
+    assert message.startswith(f"{path}:3: ")  # blank line 2 still counts for numbering
+    if field:
+        assert f"field '{field}'" in message
+    assert problem in message
+    assert info.value.reason == reason
+
+
+def test_skip_invalid_counts_per_reason(tmp_path: Path) -> None:
+    lines = [json.dumps(_record(0))] + [b[0] for b in BAD_LINES] + [json.dumps(_record(9))]
+    path = _write(tmp_path / "mixed.jsonl.gz", lines)
+    report = InvalidReport()
+    kept = list(iter_examples(path, skip_invalid=True, report=report))
+    assert [e.query_id for e in kept] == ["q0", "q9"]
+    assert report.lines_read == len(lines)
+    assert report.kept == 2
+    assert report.skipped == len(BAD_LINES)
+    assert report.counts == {
+        "malformed_json": 1,
+        "not_an_object": 1,
+        "missing_field": 2,
+        "wrong_type": 4,
+        "empty_positives": 1,
+        "empty_value": 1,
+    }
+    assert report.messages[0].startswith(f"{path}:2: ")
+    assert "10 invalid lines skipped" in report.summary()
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="file not found"):
+        list(iter_examples(tmp_path / "nope.jsonl"))
+
+
+def test_through_datasets_local_file(tmp_path: Path) -> None:
+    path = _write(tmp_path / "t.jsonl", [json.dumps(_record(i)) for i in range(2)])
+    examples = list(iter_dataset_examples(path))
+    assert [e.query for e in examples] == ["question 0", "question 1"]
+    bad = _write(tmp_path / "b.jsonl", [json.dumps(_record(0)), json.dumps(_record(1, positive_passages=[]))])
+    report = InvalidReport()
+    assert len(list(iter_dataset_examples(bad, skip_invalid=True, report=report))) == 1
+    assert report.counts == {"empty_positives": 1}
+    with pytest.raises(DataError, match=r"b\.jsonl:2: field 'positive_passages'"):
+        list(iter_dataset_examples(bad))
