@@ -1,0 +1,1 @@
+"""Training-set formats, readers, validation, task manifests, mixtures, samplers and collation."""

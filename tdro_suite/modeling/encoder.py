@@ -1,0 +1,299 @@
+"""The Encoder: any Hugging Face backbone + pooling + L2 normalisation + instruction prompts + LoRA.
+
+The Encoder only encodes (Tevatron's split): losses and cross-device gathering live in
+`tdro_suite.modeling.losses` and are driven by the trainers. One object serves training
+(`forward` on tokenised features, with gradients) and inference (`encode` on raw texts).
+
+Saved folders follow the Hugging Face layout plus the sentence-transformers files
+(modules.json, pooling config, prompts), so `SentenceTransformer(path)` reproduces our embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from tdro_suite.common.device import default_dtype, resolve_device
+from tdro_suite.common.errors import ModelNotFoundError
+from tdro_suite.modeling.lora import attach_lora, is_peft
+from tdro_suite.modeling.pooling import (
+    POOLING_MODES,
+    pool,
+    pooling_for_config,
+    pooling_from_sentence_transformers,
+)
+from tdro_suite.modeling.prompts import query_prompt
+from tdro_suite.modeling.resolve import resolve_model
+from tdro_suite.modeling.tokens import ensure_eos_appended
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_LENGTH = 512
+PROGRESS_MIN_TEXTS = 256  # show a progress bar by default only when encoding at least this many texts
+
+
+class Encoder(torch.nn.Module):
+    """Text → L2-normalised vector, for queries and passages alike.
+
+    Args:
+        backbone: a transformers base model (or a peft model wrapping one) returning `last_hidden_state`.
+        tokenizer: its tokenizer; for last-token pooling it is set up to append EOS exactly once.
+        pooling: "lasttoken" (decoder LLMs), "mean" or "cls" (encoders).
+        max_length: tokens per text after truncation (EOS included).
+        prompts: prefixes by name: "query" (instruction for queries) and "passage" (usually empty).
+        name: where the model came from (alias, hub id or folder), recorded in index manifests.
+    """
+
+    def __init__(
+        self,
+        backbone: torch.nn.Module,
+        tokenizer: Any,
+        *,
+        pooling: str,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        normalize: bool = True,
+        prompts: dict[str, str] | None = None,
+        name: str = "",
+    ) -> None:
+        super().__init__()
+        if pooling not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.pooling = pooling
+        self.max_length = int(max_length)
+        self.normalize = normalize
+        self.prompts = {"query": "", "passage": "", **(prompts or {})}
+        self.name = name
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        if pooling == "lasttoken":
+            ensure_eos_appended(tokenizer)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        *,
+        pooling: str | None = None,
+        max_length: int | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+        prompts: dict[str, str] | None = None,
+    ) -> Encoder:
+        """Load a model folder, bundled alias or hub id; a PEFT adapter folder loads its base first."""
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        folder = resolve_model(name_or_path)
+        torch_device = resolve_device(str(device) if device is not None else None)
+        torch_dtype = _parse_dtype(dtype) if dtype is not None else default_dtype(torch_device)
+        adapter_cfg = folder / "adapter_config.json"
+        base_folder = folder
+        if adapter_cfg.is_file():
+            base_name = json.loads(adapter_cfg.read_text()).get("base_model_name_or_path")
+            if not base_name:
+                raise ModelNotFoundError(f"Adapter {adapter_cfg} does not name its base model.")
+            base_folder = resolve_model(base_name)
+        if not (base_folder / "config.json").is_file():
+            raise ModelNotFoundError(f"{base_folder} has no config.json: it is not a Hugging Face model folder.")
+        config = AutoConfig.from_pretrained(base_folder)
+        tok_folder = folder if (folder / "tokenizer_config.json").is_file() else base_folder
+        tokenizer = AutoTokenizer.from_pretrained(tok_folder)
+        backbone = AutoModel.from_pretrained(base_folder, dtype=torch_dtype)
+        if folder is not base_folder:
+            from peft import PeftModel
+
+            backbone = PeftModel.from_pretrained(backbone, folder)
+        st = _read_sentence_transformers_meta(folder)
+        mode = pooling or pooling_from_sentence_transformers(folder) or pooling_for_config(config)
+        length = max_length or st.get("max_seq_length") or min(
+            int(getattr(tokenizer, "model_max_length", DEFAULT_MAX_LENGTH) or DEFAULT_MAX_LENGTH),
+            DEFAULT_MAX_LENGTH,
+        )
+        enc = cls(
+            backbone,
+            tokenizer,
+            pooling=mode,
+            max_length=length,
+            prompts={**st.get("prompts", {}), **(prompts or {})},
+            name=str(name_or_path),
+        )
+        enc.to(torch_device)
+        enc.eval()
+        return enc
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        return next(self.backbone.parameters()).device
+
+    @property
+    def dimension(self) -> int:
+        return int(self.base_model.config.hidden_size)
+
+    @property
+    def base_model(self) -> torch.nn.Module:
+        """The transformers model under any peft wrapper."""
+        return self.backbone.get_base_model() if is_peft(self.backbone) else self.backbone
+
+    # ------------------------------------------------------------------ tokenising
+    def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+        """Tokenise, truncate and pad; for last-token pooling every row ends with exactly one EOS."""
+        return self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=max_length or self.max_length,
+            return_tensors="pt",
+        )
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text before truncation (specials and EOS included): what a batcher budgets for."""
+        ids = self.tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
+        return [len(x) for x in ids]
+
+    # ------------------------------------------------------------------ forward / encode
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Embed tokenised texts: [B, T] features → [B, D] (normalised when `self.normalize`)."""
+        inputs = {k: v for k, v in features.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        hidden = self.backbone(**inputs).last_hidden_state
+        emb = pool(hidden, inputs["attention_mask"], self.pooling)
+        return F.normalize(emb.float(), p=2, dim=-1) if self.normalize else emb.float()
+
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        *,
+        batch_size: int = 32,
+        prompt: str | None = None,
+        prompt_name: str | None = None,
+        max_length: int | None = None,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
+        """Encode texts into a float32 [N, D] array.
+
+        Texts are sorted by length so each batch pads little, then put back in input order.
+        `prompt` is a literal prefix; `prompt_name` picks one of `self.prompts` ("query"/"passage").
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        if prompt is None and prompt_name is not None:
+            if prompt_name not in self.prompts:
+                raise ValueError(f"unknown prompt name {prompt_name!r}; known: {sorted(self.prompts)}")
+            prompt = self.prompts[prompt_name]
+        full = [f"{prompt}{t}" if prompt else t for t in texts]
+        if not full:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        order = np.argsort([-len(t) for t in full], kind="stable")
+        out = np.empty((len(full), self.dimension), dtype=np.float32)
+        show = len(full) >= PROGRESS_MIN_TEXTS if show_progress is None else show_progress
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                starts = range(0, len(full), batch_size)
+                for start in tqdm(starts, desc="encode", unit="batch", disable=not show):
+                    idx = order[start : start + batch_size]
+                    features = self.tokenize([full[i] for i in idx], max_length=max_length)
+                    features = {k: v.to(self.device) for k, v in features.items()}
+                    out[idx] = self(features).cpu().numpy()
+        finally:
+            self.train(was_training)
+        return out
+
+    def encode_queries(self, texts: str | Sequence[str], instruction: str | None = None, **kw: Any) -> np.ndarray:
+        """Queries get the instruction prompt (or the model's default query prompt when none is given)."""
+        if instruction is not None:
+            return self.encode(texts, prompt=query_prompt(instruction), **kw)
+        return self.encode(texts, prompt_name="query", **kw)
+
+    def encode_passages(self, texts: str | Sequence[str], **kw: Any) -> np.ndarray:
+        return self.encode(texts, prompt_name="passage", **kw)
+
+    # ------------------------------------------------------------------ training helpers
+    def add_lora(
+        self, rank: int = 16, alpha: int = 32, dropout: float = 0.1, target_modules: list[str] | None = None
+    ) -> None:
+        """Attach LoRA adapters (target modules auto-detected); only they train afterwards."""
+        self.backbone = attach_lora(self.backbone, rank, alpha, dropout, target_modules)
+
+    def merge_lora(self) -> None:
+        """Fold the adapters into the base weights in place; the encoder is a plain model afterwards."""
+        if is_peft(self.backbone):
+            self.backbone = self.backbone.merge_and_unload()
+
+    def enable_gradient_checkpointing(self) -> None:
+        self.base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if is_peft(self.backbone):
+            self.backbone.enable_input_require_grads()
+
+    # ------------------------------------------------------------------ saving
+    def save(self, path: str | Path, *, merge: bool = True) -> Path:
+        """Write a folder that loads in transformers, in sentence-transformers and back into `Encoder`.
+
+        With LoRA attached, `merge=True` merges the adapters first (the exported model is plain);
+        `merge=False` writes only the adapter, which `Encoder.from_pretrained` loads onto its base.
+        """
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if merge:
+            self.merge_lora()
+        self.backbone.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        _write_sentence_transformers_meta(path, self)
+        return path
+
+
+def _parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+             "fp16": torch.float16, "float16": torch.float16}
+    if dtype not in names:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(names)}")
+    return names[dtype]
+
+
+def _read_sentence_transformers_meta(folder: Path) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    st_cfg = folder / "sentence_bert_config.json"
+    if st_cfg.is_file():
+        meta["max_seq_length"] = json.loads(st_cfg.read_text()).get("max_seq_length")
+    prompts_cfg = folder / "config_sentence_transformers.json"
+    if prompts_cfg.is_file():
+        meta["prompts"] = json.loads(prompts_cfg.read_text()).get("prompts") or {}
+    return meta
+
+
+def _write_sentence_transformers_meta(path: Path, enc: Encoder) -> None:
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    if enc.normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        (path / "2_Normalize").mkdir(exist_ok=True)
+    (path / "modules.json").write_text(json.dumps(modules, indent=2))
+    (path / "1_Pooling").mkdir(exist_ok=True)
+    (path / "1_Pooling" / "config.json").write_text(
+        json.dumps({"embedding_dimension": enc.dimension, "pooling_mode": enc.pooling, "include_prompt": True}, indent=2)
+    )
+    (path / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": enc.max_length, "do_lower_case": False}, indent=2)
+    )
+    (path / "config_sentence_transformers.json").write_text(
+        json.dumps(
+            {"prompts": enc.prompts, "default_prompt_name": None, "similarity_fn_name": "cosine"},
+            indent=2,
+            ensure_ascii=False,
+        )
+    )
