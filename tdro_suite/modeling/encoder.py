@@ -285,7 +285,9 @@ def _write_sentence_transformers_meta(path: Path, enc: Encoder) -> None:
     (path / "modules.json").write_text(json.dumps(modules, indent=2))
     (path / "1_Pooling").mkdir(exist_ok=True)
     (path / "1_Pooling" / "config.json").write_text(
-        json.dumps({"embedding_dimension": enc.dimension, "pooling_mode": enc.pooling, "include_prompt": True}, indent=2)
+        json.dumps(
+            {"embedding_dimension": enc.dimension, "pooling_mode": enc.pooling, "include_prompt": True}, indent=2
+        )
     )
     (path / "sentence_bert_config.json").write_text(
         json.dumps({"max_seq_length": enc.max_length, "do_lower_case": False}, indent=2)
