@@ -1,0 +1,360 @@
+"""A FAISS index that knows its document ids, documents and provenance, saved as one folder.
+
+Folder layout (written atomically; a reader sees the old folder or the new one, never a mix):
+    index.faiss     the FAISS index (always a CPU index on disk; cloned to GPUs on load when FAISS sees them)
+    ids.json        external document id per internal FAISS id; null for a removed document
+    docs.jsonl      optional document store: {"id","title","text", ...} per live document
+    manifest.json   model, dimension, metric, normalized, index_type, factory, search_params,
+                    corpus_hash, count, created, format_version
+
+FAISS ids are positions in `ids.json`, so string ids survive every index type. `add` replaces a
+document that already exists; `remove` deletes physically where FAISS can (flat, IVF, SQ) and
+leaves a tombstone where it cannot (HNSW): tombstoned rows are filtered out at search time, and
+searches ask FAISS for extra rows so a query still gets k live results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from tdro_suite.common.io import atomic_dir
+from tdro_suite.index.errors import IndexFormatError, IndexMismatchError
+from tdro_suite.index.factory import (
+    IndexSpec,
+    apply_search_params,
+    create_index,
+    resolve_spec,
+    to_gpus,
+    train_sample,
+)
+
+FORMAT_VERSION = 1
+INDEX_FILE = "index.faiss"
+IDS_FILE = "ids.json"
+DOCS_FILE = "docs.jsonl"
+MANIFEST_FILE = "manifest.json"
+NORM_TOLERANCE = 1e-3
+
+
+def as_matrix(vectors: np.ndarray, what: str) -> np.ndarray:
+    """A C-contiguous float32 [N, D] copy-if-needed of `vectors`; anything else is a user error."""
+    array = np.asarray(vectors)
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2:
+        raise IndexMismatchError(f"{what} must be a 2-D array [N, D], got shape {array.shape}.")
+    if not np.isfinite(array).all():
+        raise IndexMismatchError(f"{what} contain NaN or infinite values.")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def is_normalized(vectors: np.ndarray) -> bool:
+    """True when every row has unit L2 norm (then inner product is cosine similarity)."""
+    if len(vectors) == 0:
+        return True
+    norms = np.linalg.norm(vectors, axis=1)
+    return bool(np.all(np.abs(norms - 1.0) < NORM_TOLERANCE))
+
+
+def hash_ids(ids: Sequence[str]) -> str:
+    """A short content hash of an id list, used as corpus hash when the caller gives none."""
+    digest = hashlib.sha256()
+    for doc_id in ids:
+        digest.update(doc_id.encode("utf-8") + b"\0")
+    return digest.hexdigest()[:16]
+
+
+class DenseIndex:
+    """Search documents by embedding; see the module docstring for the folder layout."""
+
+    def __init__(
+        self,
+        index: faiss.Index,
+        labels: list[str | None],
+        manifest: dict[str, Any],
+        docs: dict[str, dict] | None = None,
+    ) -> None:
+        self._index = index
+        self._labels = labels
+        self._positions = {label: pos for pos, label in enumerate(labels) if label is not None}
+        self._docs = docs or {}
+        self.manifest = manifest
+        self._gpu: faiss.Index | None = None
+        self._gpu_checked = False
+        apply_search_params(self._index, manifest.get("search_params") or {})
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        embeddings: np.ndarray,
+        ids: Sequence[str],
+        *,
+        index_type: str = "flat",
+        docs: Sequence[dict] | None = None,
+        manifest: dict | None = None,
+    ) -> DenseIndex:
+        """Build an index over `embeddings` (row i is document `ids[i]`), training it on a sample if needed.
+
+        `docs` (optional, aligned with `ids`) is kept as the document store; `manifest` entries
+        (model, corpus_hash, ...) are merged into the generated manifest.
+        """
+        vectors = as_matrix(embeddings, "document embeddings")
+        ids = [str(i) for i in ids]
+        if len(ids) != len(vectors):
+            raise IndexMismatchError(f"{len(ids)} ids for {len(vectors)} embeddings: they must be aligned.")
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+            raise IndexMismatchError(f"document id '{dup}' appears more than once.")
+        if docs is not None and len(docs) != len(ids):
+            raise IndexMismatchError(f"{len(docs)} documents for {len(ids)} ids: they must be aligned.")
+        dim = vectors.shape[1]
+        spec = resolve_spec(index_type, len(vectors), dim)
+        index = faiss.IndexIDMap2(create_index(spec, dim)) if _needs_id_map(spec) else create_index(spec, dim)
+        if spec.needs_training:
+            sample = train_sample(vectors, spec)
+            if len(sample) == 0:
+                raise IndexMismatchError(f"index type '{spec.name}' must be trained, but there are no vectors.")
+            index.train(sample)
+        if len(vectors):
+            index.add_with_ids(vectors, np.arange(len(vectors), dtype=np.int64))
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "model": None,
+            "dimension": dim,
+            "metric": "inner_product",
+            "normalized": is_normalized(vectors),
+            "index_type": spec.name,
+            "factory": spec.factory,
+            "search_params": spec.search_params,
+            "corpus_hash": hash_ids(ids),
+            "count": len(ids),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        meta.update({k: v for k, v in (manifest or {}).items() if v is not None})
+        store = None
+        if docs is not None:
+            store = {doc_id: _doc_record(doc_id, doc) for doc_id, doc in zip(ids, docs, strict=True)}
+        return cls(index, list(ids), meta, store)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> DenseIndex:
+        """Read an index folder written by `save`; a missing or inconsistent file is an `IndexFormatError`."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise IndexFormatError(f"{folder}: index folder not found.")
+        for name in (INDEX_FILE, IDS_FILE, MANIFEST_FILE):
+            if not (folder / name).is_file():
+                raise IndexFormatError(f"{folder}: '{name}' is missing; this is not a tdro-suite index folder.")
+        try:
+            manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+            labels = json.loads((folder / IDS_FILE).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise IndexFormatError(f"{folder}: a JSON file is damaged ({exc.msg} at line {exc.lineno}).") from None
+        if not isinstance(manifest, dict) or not isinstance(labels, list):
+            raise IndexFormatError(f"{folder}: manifest.json must be an object and ids.json a list.")
+        if manifest.get("format_version", 0) > FORMAT_VERSION:
+            raise IndexFormatError(
+                f"{folder}: written by a newer tdro-suite (format {manifest['format_version']}); upgrade to read it."
+            )
+        try:
+            index = faiss.read_index(str(folder / INDEX_FILE))
+        except RuntimeError as exc:
+            raise IndexFormatError(f"{folder}/{INDEX_FILE}: FAISS cannot read it ({exc}).") from None
+        if index.d != manifest.get("dimension"):
+            raise IndexFormatError(
+                f"{folder}: manifest says dimension {manifest.get('dimension')}, the FAISS index has {index.d}."
+            )
+        docs = _read_docs(folder / DOCS_FILE) if (folder / DOCS_FILE).is_file() else None
+        return cls(index, labels, manifest, docs)
+
+    def save(self, folder: str | Path) -> None:
+        """Write the folder atomically (replacing an existing one only once the new one is complete)."""
+        self.manifest["count"] = len(self)
+        with atomic_dir(folder) as tmp:
+            faiss.write_index(self._index, str(tmp / INDEX_FILE))
+            (tmp / IDS_FILE).write_text(json.dumps(self._labels, ensure_ascii=False), encoding="utf-8")
+            if self._docs:
+                with open(tmp / DOCS_FILE, "w", encoding="utf-8") as fh:
+                    for label in self._labels:
+                        if label is not None and label in self._docs:
+                            fh.write(json.dumps(self._docs[label], ensure_ascii=False) + "\n")
+            (tmp / MANIFEST_FILE).write_text(
+                json.dumps(self.manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+            )
+
+    # ---- queries ------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    @property
+    def dimension(self) -> int:
+        return int(self._index.d)
+
+    @property
+    def tombstones(self) -> int:
+        """Rows FAISS still holds for removed documents (HNSW cannot delete); filtered at search time."""
+        return int(self._index.ntotal) - len(self._positions)
+
+    @property
+    def ids(self) -> list[str]:
+        """Live document ids, in insertion order."""
+        return [label for label in self._labels if label is not None and label in self._positions]
+
+    def get_doc(self, doc_id: str) -> dict | None:
+        """The stored document (id, title, text) or None when it is unknown or no store was kept."""
+        if doc_id not in self._positions:
+            return None
+        return self._docs.get(doc_id)
+
+    def check_model(self, model: str | None) -> None:
+        """Refuse queries from another model than the one the documents were encoded with."""
+        built_with = self.manifest.get("model")
+        if model and built_with and str(model) != str(built_with):
+            raise IndexMismatchError(
+                f"this index was built with model '{built_with}', not '{model}': query and document "
+                f"embeddings from different models are not comparable. Rebuild the index or use '{built_with}'."
+            )
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, list[list[str]]]:
+        """Top-k documents per query: scores [Q, k] (inner product, best first) and their ids.
+
+        k is capped at the number of live documents. An approximate index may find fewer than k
+        documents for a query; that row's id list is shorter and its missing scores are -inf.
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        q = as_matrix(queries, "query embeddings")
+        if q.shape[1] != self.dimension:
+            raise IndexMismatchError(
+                f"query embeddings have dimension {q.shape[1]}, the index has {self.dimension} "
+                f"(built with model '{self.manifest.get('model')}')."
+            )
+        k = min(k, len(self))
+        if k == 0 or len(q) == 0:
+            return np.full((len(q), k), -np.inf, dtype=np.float32), [[] for _ in range(len(q))]
+        fetch = min(k + self.tombstones, int(self._index.ntotal))
+        raw_scores, raw_ids = self._searcher().search(q, fetch)
+        scores = np.full((len(q), k), -np.inf, dtype=np.float32)
+        out_ids: list[list[str]] = []
+        for row in range(len(q)):
+            kept: list[str] = []
+            for score, pos in zip(raw_scores[row], raw_ids[row], strict=True):
+                if pos < 0:
+                    continue
+                label = self._labels[pos]
+                if label is None:
+                    continue
+                scores[row, len(kept)] = score
+                kept.append(label)
+                if len(kept) == k:
+                    break
+            out_ids.append(kept)
+        return scores, out_ids
+
+    # ---- updates ------------------------------------------------------------------------------
+    def add(self, ids: Sequence[str], embeddings: np.ndarray, docs: Sequence[dict] | None = None) -> None:
+        """Add documents; an id that already exists is replaced (its old vector removed or tombstoned)."""
+        vectors = as_matrix(embeddings, "document embeddings")
+        ids = [str(i) for i in ids]
+        if len(ids) != len(vectors):
+            raise IndexMismatchError(f"{len(ids)} ids for {len(vectors)} embeddings: they must be aligned.")
+        if docs is not None and len(docs) != len(ids):
+            raise IndexMismatchError(f"{len(docs)} documents for {len(ids)} ids: they must be aligned.")
+        if vectors.shape[1] != self.dimension:
+            raise IndexMismatchError(
+                f"document embeddings have dimension {vectors.shape[1]}, the index has {self.dimension}."
+            )
+        if len(set(ids)) != len(ids):
+            raise IndexMismatchError("the ids to add contain duplicates.")
+        self.remove([i for i in ids if i in self._positions])
+        start = len(self._labels)
+        self._index.add_with_ids(vectors, np.arange(start, start + len(ids), dtype=np.int64))
+        for offset, doc_id in enumerate(ids):
+            self._labels.append(doc_id)
+            self._positions[doc_id] = start + offset
+        if docs is not None:
+            for doc_id, doc in zip(ids, docs, strict=True):
+                self._docs[doc_id] = _doc_record(doc_id, doc)
+        if self.manifest.get("normalized") and not is_normalized(vectors):
+            self.manifest["normalized"] = False
+        self._invalidate()
+
+    def remove(self, ids: Sequence[str]) -> int:
+        """Remove documents by id; returns how many existed. Unknown ids are ignored."""
+        positions = [self._positions.pop(str(i)) for i in ids if str(i) in self._positions]
+        if not positions:
+            return 0
+        for pos in positions:
+            label = self._labels[pos]
+            self._labels[pos] = None
+            if label is not None:
+                self._docs.pop(label, None)
+        with contextlib.suppress(RuntimeError):  # HNSW (and some factory strings) cannot remove: tombstone
+            self._index.remove_ids(np.asarray(positions, dtype=np.int64))
+        self._invalidate()
+        return len(positions)
+
+    # ---- internals ----------------------------------------------------------------------------
+    def _invalidate(self) -> None:
+        self._gpu = None
+        self._gpu_checked = False
+
+    def _searcher(self) -> faiss.Index:
+        """The GPU clone when FAISS sees GPUs and the type has a GPU version, else the CPU index."""
+        if not self._gpu_checked:
+            self._gpu_checked = True
+            self._gpu = to_gpus(self._index)
+            if self._gpu is not None:
+                apply_search_params(self._gpu, self.manifest.get("search_params") or {})
+        return self._gpu if self._gpu is not None else self._index
+
+    def set_search_params(self, **params: Any) -> None:
+        """Change nprobe / efSearch (kept in the manifest, so a saved index remembers them)."""
+        self.manifest.setdefault("search_params", {}).update(params)
+        apply_search_params(self._index, params)
+        if self._gpu is not None:
+            apply_search_params(self._gpu, params)
+
+    @property
+    def spec(self) -> IndexSpec:
+        return IndexSpec(self.manifest["index_type"], self.manifest["factory"], self.manifest.get("search_params", {}))
+
+
+def _needs_id_map(spec: IndexSpec) -> bool:
+    """IVF indexes take ids natively; flat, HNSW and SQ need an IndexIDMap2 wrapper to keep ours."""
+    return not spec.factory.startswith("IVF") and ",IVF" not in spec.factory and "IDMap" not in spec.factory
+
+
+def _doc_record(doc_id: str, doc: dict) -> dict:
+    record = {"id": doc_id, "title": doc.get("title") or "", "text": doc.get("text") or ""}
+    for key, value in doc.items():
+        if key not in ("id", "_id", "docid", "title", "text"):
+            record[key] = value
+    return record
+
+
+def _read_docs(path: Path) -> dict[str, dict]:
+    docs: dict[str, dict] = {}
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise IndexFormatError(f"{path}:{lineno}: not valid JSON ({exc.msg}).") from None
+            if not isinstance(record, dict) or "id" not in record:
+                raise IndexFormatError(f"{path}:{lineno}: field 'id' is missing.")
+            docs[str(record["id"])] = record
+    return docs

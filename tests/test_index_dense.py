@@ -1,0 +1,140 @@
+"""DenseIndex: exactness against NumPy, every index type, updates, persistence and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tdro_suite.common.errors import ConfigError
+from tdro_suite.index.dense_index import DenseIndex
+from tdro_suite.index.errors import IndexFormatError, IndexMismatchError
+
+TYPES = ["flat", "hnsw", "ivf-flat", "ivf-pq", "sq8", "IDMap2,Flat"]
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, list[str], np.ndarray]:
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(20, 32))
+    docs = unit(centers[rng.integers(0, 20, size=2000)] + 0.3 * rng.normal(size=(2000, 32)))
+    queries = unit(centers[rng.integers(0, 20, size=50)] + 0.3 * rng.normal(size=(50, 32)))
+    return docs, [f"d{i}" for i in range(len(docs))], queries
+
+
+def brute_force(docs: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    scores = queries @ docs.T
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, axis=1), order
+
+
+def test_flat_matches_numpy_brute_force(data):
+    docs, ids, queries = data
+    index = DenseIndex.build(docs, ids, index_type="flat")
+    scores, found = index.search(queries, 10)
+    want_scores, want_rows = brute_force(docs, queries, 10)
+    np.testing.assert_allclose(scores, want_scores, atol=1e-5)
+    assert found == [[ids[r] for r in row] for row in want_rows]
+    assert index.manifest["normalized"] is True
+    assert index.manifest["dimension"] == 32 and index.manifest["metric"] == "inner_product"
+
+
+@pytest.mark.parametrize("index_type", TYPES)
+def test_every_type_finds_neighbours_and_round_trips(data, tmp_path, index_type):
+    docs, ids, queries = data
+    index = DenseIndex.build(docs, ids, index_type=index_type, docs=[{"title": f"t{i}", "text": i} for i in ids])
+    scores, found = index.search(queries, 10)
+    _, want_rows = brute_force(docs, queries, 10)
+    recall = np.mean([len(set(f) & {ids[r] for r in w}) / 10 for f, w in zip(found, want_rows, strict=True)])
+    nearest_found = np.mean([ids[w[0]] in f for f, w in zip(found, want_rows, strict=True)])
+    assert recall >= (0.99 if index_type in ("flat", "IDMap2,Flat") else 0.9 if index_type == "sq8" else 0.2), recall
+    assert nearest_found >= (0.9 if index_type != "ivf-pq" else 0.2), nearest_found  # random: 0.005
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
+    index.save(tmp_path / "idx")
+    loaded = DenseIndex.load(tmp_path / "idx")
+    scores2, found2 = loaded.search(queries, 10)
+    assert found2 == found
+    np.testing.assert_allclose(scores2, scores, atol=1e-6)
+    assert loaded.get_doc("d7") == {"id": "d7", "title": "td7", "text": "d7"}
+    assert len(loaded) == len(ids) and loaded.manifest["index_type"] == index.manifest["index_type"]
+
+
+@pytest.mark.parametrize("index_type", TYPES)
+def test_remove_and_replace_work_for_every_type(data, tmp_path, index_type):
+    docs, ids, queries = data
+    index = DenseIndex.build(docs, ids, index_type=index_type, docs=[{"text": i} for i in ids])
+    _, found = index.search(queries[:5], 5)
+    gone = sorted({doc_id for row in found for doc_id in row})
+    assert index.remove([*gone, "unknown"]) == len(gone)
+    assert len(index) == len(ids) - len(gone)
+    _scores, after = index.search(queries[:5], 5)
+    assert all(len(row) == 5 for row in after)  # tombstones do not eat into k
+    assert not set(gone) & {d for row in after for d in row}
+    assert index.get_doc(gone[0]) is None
+    # replace: re-adding a live id moves it to the new vector; the query itself is now its best match
+    target = after[0][0]
+    index.add([target, "new"], np.stack([queries[1], queries[0]]), docs=[{"text": "moved"}, {"text": "n"}])
+    assert len(index) == len(ids) - len(gone) + 1
+    depth = 50 if index_type == "ivf-pq" else 1  # PQ codes of 20 bits are too lossy for an exact top-1
+    _, top = index.search(queries[:2], depth)
+    assert "new" in top[0] and target in top[1]
+    assert index.get_doc(target)["text"] == "moved"
+    index.save(tmp_path / "idx")
+    loaded = DenseIndex.load(tmp_path / "idx")
+    assert loaded.search(queries[:2], depth)[1] == top and len(loaded) == len(index)
+    assert loaded.ids.count(target) == 1
+
+
+def test_tiny_collections_and_k_larger_than_collection():
+    docs = unit(np.random.default_rng(1).normal(size=(3, 8)))
+    for index_type in ["ivf-pq", "ivf-flat", "hnsw", "sq8"]:
+        index = DenseIndex.build(docs, ["a", "b", "c"], index_type=index_type)
+        scores, found = index.search(docs, 10)
+        assert scores.shape[0] == 3 and all(1 <= len(row) <= 3 for row in found)
+
+
+def test_empty_index_then_add():
+    index = DenseIndex.build(np.zeros((0, 4), dtype=np.float32), [], index_type="flat")
+    assert len(index) == 0 and index.search(np.ones((2, 4)), 3)[1] == [[], []]
+    index.add(["x"], unit(np.ones((1, 4))))
+    assert index.search(unit(np.ones((1, 4))), 3)[1] == [["x"]]
+
+
+def test_bad_inputs_give_clear_errors(data, tmp_path):
+    docs, ids, _ = data
+    with pytest.raises(IndexMismatchError, match="aligned"):
+        DenseIndex.build(docs, ids[:-1])
+    with pytest.raises(IndexMismatchError, match="more than once"):
+        DenseIndex.build(docs[:2], ["a", "a"])
+    with pytest.raises(ConfigError, match="factory string"):
+        DenseIndex.build(docs, ids, index_type="NoSuchIndex")
+    index = DenseIndex.build(docs, ids, manifest={"model": "minilm"})
+    with pytest.raises(IndexMismatchError, match="dimension 16"):
+        index.search(np.ones((1, 16)), 3)
+    with pytest.raises(IndexMismatchError, match="built with model 'minilm'"):
+        index.check_model("other-model")
+    index.check_model("minilm")
+    with pytest.raises(IndexFormatError, match="not found"):
+        DenseIndex.load(tmp_path / "nothing")
+    index.save(tmp_path / "idx")
+    (tmp_path / "idx" / "ids.json").unlink()
+    with pytest.raises(IndexFormatError, match=r"ids\.json"):
+        DenseIndex.load(tmp_path / "idx")
+
+
+def test_manifest_is_written_and_search_params_persist(data, tmp_path):
+    docs, ids, queries = data
+    index = DenseIndex.build(docs, ids, index_type="ivf-flat", manifest={"model": "m", "corpus_hash": "abc"})
+    index.set_search_params(nprobe=3)
+    index.save(tmp_path / "idx")
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["model"] == "m" and manifest["corpus_hash"] == "abc" and manifest["count"] == len(ids)
+    assert manifest["search_params"]["nprobe"] == 3 and manifest["factory"].startswith("IVF")
+    assert {"created", "normalized", "dimension", "metric", "index_type"} <= set(manifest)
+    loaded = DenseIndex.load(tmp_path / "idx")
+    assert loaded.search(queries, 5)[1] == index.search(queries, 5)[1]
