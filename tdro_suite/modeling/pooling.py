@@ -57,7 +57,10 @@ def pooling_for_config(config) -> str:
     archs = getattr(config, "architectures", None) or []
     if any("CausalLM" in a or "ForConditionalGeneration" in a for a in archs):
         return "lasttoken"
-    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
 
     model_type = getattr(config, "model_type", "")
     if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:

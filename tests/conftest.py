@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny models (built once per session) and the real MiniLM (loaded once)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def tiny_decoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tiny_models import build_tiny_decoder
+
+    return build_tiny_decoder(tmp_path_factory.mktemp("tiny-decoder"))
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tiny_models import build_tiny_encoder
+
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The real all-MiniLM-L6-v2 Encoder, shared by every test that needs real behaviour (do not mutate)."""
+    from tdro_suite.modeling import Encoder
+
+    return Encoder.from_pretrained("minilm", device="cpu")
