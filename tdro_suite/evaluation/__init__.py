@@ -1,0 +1,1 @@
+"""Benchmark loaders (BEIR, MIRACL, MKQA, local folders), metrics, the evaluation harness and the MTEB adapter."""
