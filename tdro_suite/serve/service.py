@@ -1,0 +1,301 @@
+"""What the routes call: the loaded model behind the batcher, the served index, and their checks.
+
+The model and the index load in a background thread when the app starts, so `/health` answers at
+once and `/ready` turns 200 when both are usable. Request limits are checked here, before anything
+is queued, and each failure names the limit (setting) it hit.
+
+Document changes are persisted by saving the whole index folder atomically (`DenseIndex.save`, via
+`atomic_dir`) BEFORE the request is acknowledged; if the save fails, the in-memory index is reloaded
+from the folder, so memory never holds an unacknowledged change. A restart therefore sees exactly
+the acknowledged documents. The price is a full write per change (fine up to ~10^5 documents; batch
+documents into one request for bulk loads, or rebuild with `tdro-suite index`).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+
+from tdro_suite.common.errors import TdroError
+from tdro_suite.data.types import Passage
+from tdro_suite.modeling import Encoder
+from tdro_suite.modeling.prompts import query_prompt
+from tdro_suite.serve.batcher import BatcherStopped, DynamicBatcher, QueueFull
+from tdro_suite.serve.errors import ApiError
+from tdro_suite.serve.metrics import ServeMetrics
+from tdro_suite.serve.settings import ServeSettings
+
+log = logging.getLogger("tdro_suite.serve")
+
+
+class TokenCounter:
+    """`Encoder.count_tokens` on a private copy of the tokenizer.
+
+    Hugging Face fast tokenizers change their truncation state on every call and fail with
+    "Already borrowed" when two threads call them at once; the model thread tokenises batches while
+    requests are counted, so counting gets its own copy (and its own thread).
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = copy.deepcopy(tokenizer)
+        self._lock = threading.Lock()
+
+    def __call__(self, texts: Sequence[str]) -> list[int]:
+        with self._lock:
+            ids = self._tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
+        return [len(x) for x in ids]
+
+
+@dataclass
+class Embedded:
+    vectors: np.ndarray
+    tokens: int
+
+
+class Service:
+    """Model, batcher and index of one app, plus the state that `/ready` reports."""
+
+    def __init__(self, settings: ServeSettings, metrics: ServeMetrics, encoder: Encoder | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.encoder: Encoder | None = encoder
+        self.index: Any = None  # DenseIndex once loaded (None: no index yet)
+        self.index_lock = threading.Lock()  # FAISS objects are not safe under concurrent add/search
+        self.state = "loading"
+        self.counter: TokenCounter | None = None
+        self.batcher: DynamicBatcher | None = None
+        self.created = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def load(self) -> None:
+        """Load the model and the index (runs in a thread); failures are logged and shown by /ready."""
+        try:
+            if self.encoder is None:
+                self.encoder = Encoder.from_pretrained(
+                    self.settings.model,
+                    max_length=self.settings.max_length,
+                    device=self.settings.device,
+                    dtype=self.settings.dtype,
+                )
+            self.counter = TokenCounter(self.encoder.tokenizer)
+            self.index = self._load_index()
+        except TdroError as exc:
+            log.error("Could not load the model or index: %s", exc)
+            self.state = "failed"
+            return
+        except Exception:
+            log.exception("Could not load the model or index")
+            self.state = "failed"
+            return
+        log.info("Serving %s (dimension %d, max_length %d)", self.settings.model_name,
+                 self.encoder.dimension, self.encoder.max_length)
+        self.state = "ready"
+
+    def _load_index(self) -> Any:
+        folder = self.settings.index
+        if folder is None:
+            return None
+        from tdro_suite.index.dense_index import DenseIndex
+        from tdro_suite.index.errors import IndexMismatchError
+
+        if not folder.exists():
+            log.warning("Index folder %s does not exist; the first POST /v1/documents creates it.", folder)
+            return None
+        index = DenseIndex.load(folder)
+        assert self.encoder is not None
+        if index.dimension != self.encoder.dimension:
+            raise IndexMismatchError(
+                f"index {folder} has dimension {index.dimension}, model '{self.settings.model}' gives "
+                f"{self.encoder.dimension}: serve the model the index was built with."
+            )
+        index.check_model(self.encoder.name)
+        log.info("Index %s: %d documents", folder, len(index))
+        return index
+
+    def start_batcher(self) -> None:
+        """Create the batcher on the running loop; it encodes through `Encoder.encode` in one thread."""
+        self.batcher = DynamicBatcher(
+            self._encode_batch,
+            max_batch_size=self.settings.max_batch_size,
+            max_batch_tokens=self.settings.max_batch_tokens,
+            max_queue_inputs=self.settings.max_queue_inputs,
+            batch_wait_s=self.settings.batch_wait_ms / 1000.0,
+            metrics=self.metrics,
+        )
+        self.batcher.start()
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        assert self.encoder is not None
+        return self.encoder.encode(texts, batch_size=len(texts), show_progress=False)
+
+    def require_ready(self) -> Encoder:
+        if self.state != "ready" or self.encoder is None:
+            message = "The model is still loading." if self.state == "loading" else "The model failed to load."
+            raise ApiError(503, message, code="not_ready", headers={"Retry-After": str(self.settings.retry_after_s)})
+        return self.encoder
+
+    # ------------------------------------------------------------------ embedding
+    def check_model(self, requested: str | None) -> None:
+        encoder = self.require_ready()
+        if requested and requested not in (self.settings.model_name, self.settings.model, encoder.name):
+            raise ApiError(
+                404,
+                f"Model '{requested}' is not served here; this server serves '{self.settings.model_name}' "
+                "(GET /v1/models).",
+                param="model",
+                code="model_not_found",
+            )
+
+    def prompt_for(self, input_type: str | None, instruction: str | None) -> str:
+        """The literal prefix `Encoder.encode(prompt=...)` would use for this request."""
+        encoder = self.require_ready()
+        kind = input_type or self.settings.default_input_type
+        if instruction is not None and kind != "query":
+            raise ApiError(422, "'instruction' applies to queries only: set input_type to 'query'.",
+                           param="instruction", code="invalid_value")
+        if kind == "query":
+            return query_prompt(instruction) if instruction is not None else encoder.prompts.get("query", "")
+        if kind == "passage":
+            return encoder.prompts.get("passage", "")
+        return ""
+
+    def check_inputs(self, texts: Sequence[str], field: str) -> None:
+        limit = self.settings.max_inputs_per_request
+        if not texts:
+            raise ApiError(422, f"'{field}' must not be empty.", param=field, code="invalid_value")
+        if len(texts) > limit:
+            raise ApiError(413, f"'{field}' has {len(texts)} items; the limit is max_inputs_per_request={limit}.",
+                           param=field, code="max_inputs_per_request")
+        max_chars = self.settings.max_chars_per_input
+        for i, text in enumerate(texts):
+            if not text:
+                raise ApiError(422, f"'{field}[{i}]' is an empty string.", param=f"{field}[{i}]", code="invalid_value")
+            if len(text) > max_chars:
+                raise ApiError(413, f"'{field}[{i}]' has {len(text)} characters; the limit is "
+                               f"max_chars_per_input={max_chars}.", param=f"{field}[{i}]", code="max_chars_per_input")
+
+    async def embed(self, texts: Sequence[str], prompt: str, field: str, route: str) -> Embedded:
+        """Check limits, count tokens, queue through the batcher; errors become the right HTTP status."""
+        encoder = self.require_ready()
+        self.check_inputs(texts, field)
+        full = [f"{prompt}{t}" if prompt else t for t in texts]
+        assert self.counter is not None and self.batcher is not None
+        counts = await anyio.to_thread.run_sync(self.counter, full)
+        limit = encoder.max_length
+        if not self.settings.truncate:
+            for i, n in enumerate(counts):
+                if n > limit:
+                    raise ApiError(413, f"'{field}[{i}]' has {n} tokens; the model's limit is {limit} "
+                                   "(the server runs with truncate=false).", param=f"{field}[{i}]",
+                                   code="max_tokens_per_input")
+        counts = [min(n, limit) for n in counts]
+        try:
+            vectors = await self.batcher.submit(full, counts)
+        except QueueFull as exc:
+            self.metrics.rejected.labels("queue_full").inc()
+            raise ApiError(429, f"The server is busy: {exc}. Retry later.", code="queue_full",
+                           headers={"Retry-After": str(self.settings.retry_after_s)}) from None
+        except BatcherStopped:
+            raise ApiError(503, "The server is shutting down.", code="shutting_down",
+                           headers={"Retry-After": str(self.settings.retry_after_s)}) from None
+        total = int(sum(counts))
+        self.metrics.inputs.labels(route).inc(len(full))
+        self.metrics.tokens.labels(route).inc(total)
+        return Embedded(vectors, total)
+
+    def check_dimensions(self, dimensions: int | None) -> None:
+        """OpenAI's `dimensions`: the native size, or a Matryoshka size the model was trained for."""
+        native = self.require_ready().dimension
+        if dimensions is None or dimensions == native:
+            return
+        allowed = sorted(d for d in self.settings.matryoshka_dims if d < native)
+        if dimensions not in allowed:
+            sizes = ", ".join(map(str, [*allowed, native]))
+            raise ApiError(400, f"This model does not support dimensions={dimensions}; it supports: {sizes} "
+                           "(smaller sizes only for models trained for them, see the matryoshka_dims setting).",
+                           param="dimensions", code="unsupported_dimensions")
+
+    def resize(self, vectors: np.ndarray, dimensions: int | None) -> np.ndarray:
+        """Cut to a checked Matryoshka size and renormalise (cosine scores stay meaningful)."""
+        self.check_dimensions(dimensions)
+        if dimensions is None or dimensions == vectors.shape[1]:
+            return vectors
+        cut = vectors[:, :dimensions]
+        return cut / np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)
+
+    # ------------------------------------------------------------------ index
+    def require_index(self, *, writable: bool = False) -> Path | None:
+        self.require_ready()
+        if self.settings.index is None:
+            raise ApiError(404, "No index is served: start the server with --index DIR.", code="no_index")
+        if writable and self.settings.workers > 1:
+            raise ApiError(409, "Documents can only be changed when the server runs one worker (--workers 1): "
+                           "each worker holds its own copy of the index.", code="read_only")
+        return self.settings.index
+
+    def search(self, vectors: np.ndarray, top_k: int) -> tuple[np.ndarray, list[list[str]]]:
+        with self.index_lock:
+            if self.index is None:
+                return np.zeros((len(vectors), 0), dtype=np.float32), [[] for _ in range(len(vectors))]
+            return self.index.search(vectors, top_k)
+
+    def get_doc(self, doc_id: str) -> dict | None:
+        with self.index_lock:
+            return self.index.get_doc(doc_id) if self.index is not None else None
+
+    def add_documents(self, passages: Sequence[Passage], vectors: np.ndarray) -> tuple[int, int]:
+        """Add (or replace) documents and save before returning (added, replaced)."""
+        from tdro_suite.index.dense_index import DenseIndex
+
+        ids = [p.docid for p in passages]
+        docs = [{"title": p.title, "text": p.text} for p in passages]
+        folder = self.settings.index
+        assert folder is not None and self.encoder is not None
+        with self.index_lock:
+            if self.index is None:
+                replaced = 0
+                self.index = DenseIndex.build(vectors, ids, docs=docs, manifest={"model": self.encoder.name})
+            else:
+                existing = set(self.index.ids)
+                replaced = sum(1 for i in ids if i in existing)
+                self.index.add(ids, vectors, docs=docs)
+            self._persist(folder)
+        return len(ids) - replaced, replaced
+
+    def remove_document(self, doc_id: str) -> bool:
+        folder = self.settings.index
+        assert folder is not None
+        with self.index_lock:
+            if self.index is None or not self.index.remove([doc_id]):
+                return False
+            self._persist(folder)
+        return True
+
+    def document_count(self) -> int:
+        return len(self.index) if self.index is not None else 0
+
+    def _persist(self, folder: Path) -> None:
+        """Save atomically; on failure restore the last saved state so memory matches disk."""
+        from tdro_suite.index.dense_index import DenseIndex
+
+        try:
+            self.index.save(folder)
+        except Exception:
+            log.exception("Saving the index to %s failed; restoring the last saved state", folder)
+            self.index = DenseIndex.load(folder) if folder.exists() else None
+            raise ApiError(503, "The change could not be saved and was not applied; retry later.",
+                           code="persist_failed", headers={"Retry-After": str(self.settings.retry_after_s)}) from None
+
+
+def encode_base64(vector: np.ndarray) -> str:
+    """OpenAI's base64 format: the little-endian float32 bytes of the vector."""
+    return base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode("ascii")
