@@ -1,0 +1,75 @@
+"""The `tdro-suite` command line: a thin Typer shell over the library.
+
+Each command parses options, loads its config, and calls one library function. Stage commands
+live next to their stage (`tdro_suite/<stage>/commands.py`) and are registered below; a command
+is registered only once it works. User errors (`TdroError`) print one paragraph, no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from tdro_suite import __version__
+from tdro_suite.common.errors import TdroError
+from tdro_suite.data import commands as data_commands
+from tdro_suite.modeling import commands as modeling_commands
+from tdro_suite.serve import commands as serve_commands
+
+app = typer.Typer(
+    name="tdro-suite",
+    help="Learn robust data mixtures with tDRO, fine-tune LLM dense retrievers, index, evaluate and serve them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tdro-suite {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """tdro-suite: from heterogeneous training sets to a served retriever."""
+
+
+# --- command registration (one line per stage; keep the order of the pipeline) ---
+data_commands.register(app)
+modeling_commands.register(app)
+serve_commands.register(app)
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning user errors into a clean message and exit code."""
+    try:
+        app(standalone_mode=False)
+    except TdroError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("Aborted.")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err_console.print("Interrupted.")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()
