@@ -65,7 +65,7 @@ class DynamicBatcher:
         batch_wait_s: float = 0.0,
         metrics: ServeMetrics | None = None,
     ) -> None:
-        self._encode = encode
+        self.encode = encode  # runs in the model thread; public so a test can wrap it
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
         self.max_queue_inputs = max_queue_inputs
@@ -172,7 +172,7 @@ class DynamicBatcher:
             texts = [t for job, start, stop in slices for t in job.texts[start:stop]]
             started = time.perf_counter()
             try:
-                vectors = await loop.run_in_executor(self._executor, self._encode, texts)
+                vectors = await loop.run_in_executor(self._executor, self.encode, texts)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
