@@ -1,0 +1,117 @@
+"""Mixed batches for tDRO: every optimizer step draws examples from all K tasks at rate 1/K.
+
+Mixed batches are right here (unlike fine-tuning's one-task batches) because the loss uses only
+each query's own hard negatives, never other queries' passages. The draw of step t is a pure
+function of (seed, t), identical on every rank; each rank then takes its contiguous slice and
+splits it into micro-batches. So a resumed run draws exactly what an uninterrupted one would,
+and a 2-process run sees the same examples as a 1-process run on the concatenated batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from tdro_suite.common.errors import DataError
+from tdro_suite.data.tasks import load_task_examples
+from tdro_suite.data.types import TaskInfo, TrainExample
+from tdro_suite.modeling.prompts import passage_prompt, query_prompt
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """One task (a tDRO group) in memory, with the prompts its texts get."""
+
+    info: TaskInfo
+    examples: tuple[TrainExample, ...]
+    query_prefix: str
+    passage_prefix: str
+
+
+@dataclass(frozen=True)
+class Item:
+    """One drawn example: its task, the query, and [positive, hard negatives...] (already prompted)."""
+
+    task_id: int
+    query: str
+    passages: tuple[str, ...]
+
+
+def load_task_data(
+    tasks: Sequence[TaskInfo],
+    *,
+    use_instructions: bool = True,
+    limit: int | None = None,
+    on_task: Callable[[TaskInfo], None] | None = None,
+) -> list[TaskData]:
+    """Read every task; an empty task or an example without hard negatives is a `DataError`."""
+    out = []
+    for task in tasks:
+        examples = tuple(load_task_examples(task, limit=limit))
+        if not examples:
+            raise DataError(f"{task.path}: task '{task.name}' has no examples.")
+        without = sum(1 for e in examples if not e.negatives)
+        if without:
+            raise DataError(
+                f"{task.path}: task '{task.name}': {without} of {len(examples)} examples have no hard negatives; "
+                "tDRO's loss uses only hard negatives, so every example needs at least one "
+                "(mine them first, e.g. with BM25)."
+            )
+        instruction = task.instruction if use_instructions else ""
+        out.append(
+            TaskData(task, examples, query_prompt(instruction), passage_prompt(instruction, task.symmetric))
+        )
+        if on_task is not None:
+            on_task(task)
+    return out
+
+
+def task_counts(batch_size: int, num_tasks: int, generator: torch.Generator) -> list[int]:
+    """Examples per task in one batch: ⌊B/K⌋ each, the B mod K leftovers to distinct random tasks."""
+    base, extra = divmod(batch_size, num_tasks)
+    counts = [base] * num_tasks
+    for k in torch.randperm(num_tasks, generator=generator)[:extra].tolist():
+        counts[k] += 1
+    return counts
+
+
+def _pick(n: int, size: int, generator: torch.Generator) -> list[int]:
+    """n indices into range(size): without replacement when possible, else with."""
+    if n <= size:
+        return torch.randperm(size, generator=generator)[:n].tolist()
+    return torch.randint(size, (n,), generator=generator).tolist()
+
+
+def draw_global_batch(
+    tasks: Sequence[TaskData], step: int, *, batch_size: int, hard_negatives: int, seed: int
+) -> list[Item]:
+    """The whole (all ranks, all micro-batches) batch of optimizer step `step`, shuffled across tasks."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    items: list[Item] = []
+    for task_id, count in enumerate(task_counts(batch_size, len(tasks), generator)):
+        task = tasks[task_id]
+        for index in _pick(count, len(task.examples), generator):
+            example = task.examples[index]
+            positive = example.positives[int(torch.randint(len(example.positives), (1,), generator=generator))]
+            negatives = [example.negatives[j] for j in _pick(hard_negatives, len(example.negatives), generator)]
+            items.append(
+                Item(
+                    task_id,
+                    task.query_prefix + example.query,
+                    tuple(task.passage_prefix + p.full_text() for p in (positive, *negatives)),
+                )
+            )
+    order = torch.randperm(len(items), generator=generator).tolist()
+    return [items[i] for i in order]
+
+
+def local_micro_batches(items: Sequence[Item], *, rank: int, world_size: int, accumulation: int) -> list[list[Item]]:
+    """This rank's contiguous slice of the global batch, split into `accumulation` micro-batches."""
+    if len(items) % (world_size * accumulation):
+        raise ValueError(f"batch of {len(items)} does not split into {world_size} ranks × {accumulation} micro-batches")
+    per_rank = len(items) // world_size
+    mine = list(items[rank * per_rank : (rank + 1) * per_rank])
+    per_micro = per_rank // accumulation
+    return [mine[m * per_micro : (m + 1) * per_micro] for m in range(accumulation)]

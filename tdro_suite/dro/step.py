@@ -1,0 +1,170 @@
+"""One tDRO optimizer step: losses of proxy and reference → group measure → new weights → proxy update.
+
+Order within a step (DESIGN.md): the group weights are updated from this step's measure first,
+then the proxy is trained on Σᵢ wᵢ ℓᵖᵢ with wᵢ = α_{k(i)} / Σⱼ α_{k(j)} over the whole global batch.
+
+With gradient accumulation the measure must cover every micro-batch before any proxy gradient
+is taken, without keeping all graphs in memory: pass 1 runs proxy and reference without gradient
+over all micro-batches (saving the RNG state before each), the weights are updated once, and
+pass 2 restores each RNG state and recomputes the proxy forward with gradient, so dropout masks
+and losses are identical in both passes (the trick GradCache uses). With one micro-batch the
+graph of the single forward is kept and no recomputation happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tdro_suite.dro.batches import Item
+from tdro_suite.dro.group_weights import GroupWeights
+from tdro_suite.dro.measures import group_mean, group_measure
+from tdro_suite.modeling.distributed import all_gather_nograd, world_size
+from tdro_suite.modeling.encoder import Encoder
+from tdro_suite.modeling.losses import hard_negative_infonce
+
+
+class PairEncoder(nn.Module):
+    """Queries and passages through one encoder in one `forward`, so DDP sees a single call per backward."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, queries: dict[str, Tensor], passages: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        return self.encoder(queries), self.encoder(passages)
+
+
+@dataclass(frozen=True)
+class Lengths:
+    query: int
+    passage: int
+
+
+@dataclass
+class StepStats:
+    """What one step measured, over the global batch (identical on every rank)."""
+
+    weights: Tensor  # α after this step's update [K]
+    measure: Tensor  # g before clipping [K]
+    proxy_loss: Tensor  # mean ℓᵖ per task [K]
+    reference_loss: Tensor | None  # mean ℓʳ per task [K]
+    weighted_loss: float  # Σ wᵢ ℓᵖᵢ over the global batch
+    examples: int
+
+
+def features(encoder: Encoder, items: Sequence[Item], lengths: Lengths) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Tokenised queries [b, T] and passages [b·G, T] (grouped per query) on the encoder's device."""
+    queries = encoder.tokenize([it.query for it in items], max_length=lengths.query)
+    passages = encoder.tokenize([p for it in items for p in it.passages], max_length=lengths.passage)
+    device = encoder.device
+    return {k: v.to(device) for k, v in queries.items()}, {k: v.to(device) for k, v in passages.items()}
+
+
+def per_example_losses(
+    model: nn.Module, encoder: Encoder, items: Sequence[Item], lengths: Lengths, temperature: float
+) -> Tensor:
+    """Hard-negatives-only InfoNCE per example [b]; `model` is the encoder or its DDP-wrapped PairEncoder."""
+    q_feat, p_feat = features(encoder, items, lengths)
+    q, p = model(q_feat, p_feat) if not isinstance(model, Encoder) else (model(q_feat), model(p_feat))
+    return hard_negative_infonce(q, p, temperature)
+
+
+@torch.no_grad()
+def reference_losses(reference: Encoder, items: Sequence[Item], lengths: Lengths, temperature: float) -> Tensor:
+    return per_example_losses(reference, reference, items, lengths, temperature)
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+@contextlib.contextmanager
+def _maybe_no_sync(model: nn.Module, skip_sync: bool) -> Iterator[None]:
+    if skip_sync and hasattr(model, "no_sync"):
+        with model.no_sync():
+            yield
+    else:
+        yield
+
+
+def tdro_step(
+    *,
+    model: nn.Module,
+    proxy: Encoder,
+    reference: Encoder | None,
+    micro_batches: Sequence[Sequence[Item]],
+    group_weights: GroupWeights,
+    measure: str,
+    floor: float,
+    lengths: Lengths,
+    temperature: float,
+) -> StepStats:
+    """Forward/backward of one optimizer step (gradients are left in `.grad`; the caller steps the optimizer).
+
+    `model` is what runs the proxy forward: the `PairEncoder` (DDP-wrapped under torchrun) or the
+    Encoder itself. Losses and task ids are gathered over all ranks, so every rank computes the
+    same measure and the same weights.
+    """
+    device = proxy.device
+    keep_graph = len(micro_batches) == 1
+    proxy_parts: list[Tensor] = []
+    ref_parts: list[Tensor] = []
+    rng_states = []
+    graph_loss: Tensor | None = None
+    for items in micro_batches:
+        rng_states.append(_rng_state(device))
+        with contextlib.nullcontext() if keep_graph else torch.no_grad():
+            losses = per_example_losses(model, proxy, items, lengths, temperature)
+        if keep_graph:
+            graph_loss = losses
+        proxy_parts.append(losses.detach())
+        if reference is not None:
+            ref_parts.append(reference_losses(reference, items, lengths, temperature))
+    local_ids = torch.tensor([it.task_id for mb in micro_batches for it in mb], dtype=torch.long, device=device)
+    local_proxy = torch.cat(proxy_parts)
+    all_proxy = all_gather_nograd(local_proxy)
+    all_ids = all_gather_nograd(local_ids)
+    all_ref = all_gather_nograd(torch.cat(ref_parts)) if reference is not None else None
+    k = group_weights.num_tasks
+    measured = group_measure(measure, all_proxy, all_ref, all_ids, k, floor=floor)
+    alpha = group_weights.update(measured).to(device)
+
+    normaliser = alpha[all_ids].sum()
+    scale = float(world_size())
+    offset = 0
+    for m, items in enumerate(micro_batches):
+        ids = local_ids[offset : offset + len(items)]
+        offset += len(items)
+        if keep_graph:
+            losses = graph_loss
+        else:
+            _set_rng_state(rng_states[m], device)
+        with _maybe_no_sync(model, skip_sync=m < len(micro_batches) - 1):
+            if not keep_graph:
+                losses = per_example_losses(model, proxy, items, lengths, temperature)
+            weighted = (alpha[ids].to(losses.dtype) / normaliser.to(losses.dtype) * losses).sum() * scale
+            weighted.backward()
+    weighted_total = float((alpha[all_ids] / normaliser * all_proxy.double()).sum())
+    return StepStats(
+        weights=alpha.cpu(),
+        measure=measured.cpu(),
+        proxy_loss=group_mean(all_proxy, all_ids, k).cpu(),
+        reference_loss=group_mean(all_ref, all_ids, k).cpu() if all_ref is not None else None,
+        weighted_loss=weighted_total,
+        examples=int(all_ids.numel()),
+    )
