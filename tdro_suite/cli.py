@@ -15,6 +15,8 @@ from rich.console import Console
 from tdro_suite import __version__
 from tdro_suite.common.errors import TdroError
 from tdro_suite.data import commands as data_commands
+from tdro_suite.evaluation import commands as eval_commands
+from tdro_suite.index import commands as index_commands
 from tdro_suite.modeling import commands as modeling_commands
 from tdro_suite.serve import commands as serve_commands
 
@@ -44,6 +46,8 @@ def _root(
 # --- command registration (one line per stage; keep the order of the pipeline) ---
 data_commands.register(app)
 modeling_commands.register(app)
+index_commands.register(app)
+eval_commands.register(app)
 serve_commands.register(app)
 
 

@@ -1,0 +1,230 @@
+"""Evaluate an encoder on a benchmark: encode (cached), index, search, score; results as JSON + markdown.
+
+`evaluate(encoder, bench, ...)` is the library entry point (the CLI and the end-to-end demo call
+it). Its result, also written as results.json:
+
+    {
+      "model": "minilm",                  # encoder.name
+      "model_fingerprint": "…",           # name + pooling + prompts + weight sample (cache key)
+      "benchmark": "beir", "kind": "beir"|"miracl"|"mkqa", "split": "test",
+      "index_type": "flat", "k_values": [1, 3, 5, 10, 100], "instruction": null,
+      "main_metric": "ndcg@10",           # recall@100 for MKQA (Recall@k by answer match)
+      "collections": {
+        "<dataset or language>": {
+          "language": "sw" | null, "documents": 1234, "queries": 50,
+          "metrics": {"ndcg@10": 0.41, "recall@10": …, "mrr@10": …, "map@10": …, "map": …, …},
+          "queries_without_results": 0,   # judged queries the index returned nothing for (scored 0)
+          "warnings": ["…"],              # e.g. qrels naming documents absent from the corpus
+          "timing": {"encode_corpus_s": …, "encode_queries_s": …, "search_s": …, "corpus_cached": true}
+        }, …
+      },
+      "average": {"ndcg@10": …, …},       # unweighted mean over collections of every shared metric
+      "created": "2026-…Z", "tdro_suite_version": "0.1.0"
+    }
+
+Metrics average over ALL judged queries (see `tdro_suite.evaluation.metrics`). Corpus embeddings
+are cached under `cache_dir("embeddings", <model fingerprint>, <corpus hash>)` as resumable shards,
+so a second run (or a run after an interruption) does not re-encode the corpus.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import tdro_suite
+from tdro_suite.common.io import atomic_write_json, atomic_write_text
+from tdro_suite.common.paths import cache_dir as default_cache_root
+from tdro_suite.evaluation.answers import answer_recall
+from tdro_suite.evaluation.benchmarks import Benchmark, Collection, load_benchmark
+from tdro_suite.evaluation.metrics import evaluate_run
+from tdro_suite.index.corpus import corpus_hash
+from tdro_suite.index.dense_index import DenseIndex
+from tdro_suite.index.encode import DEFAULT_SHARD_SIZE, DistInfo, encode_corpus, encoder_fingerprint
+
+log = logging.getLogger(__name__)
+
+QRELS_K = (1, 3, 5, 10, 100)
+ANSWER_K = (1, 5, 20, 100)
+TABLE_METRICS = {
+    "qrels": ("ndcg@10", "recall@10", "recall@100", "mrr@10", "map"),
+    "answers": ("recall@1", "recall@5", "recall@20", "recall@100"),
+}
+
+
+def evaluate(
+    encoder: Any,
+    bench: Benchmark | str | Path,
+    *,
+    split: str | None = None,
+    langs: list[str] | None = None,
+    index_type: str = "flat",
+    k_values: list[int] | tuple[int, ...] | None = None,
+    batch_size: int = 32,
+    instruction: str | None = None,
+    use_cache: bool = True,
+    cache_root: str | Path | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    out_dir: str | Path | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Run `encoder` on every collection of `bench`; write results.json/results.md to `out_dir` if given."""
+    benchmark = bench if isinstance(bench, Benchmark) else load_benchmark(bench, split=split, langs=langs)
+    by_answers = benchmark.kind == "mkqa"
+    ks = sorted(set(k_values or (ANSWER_K if by_answers else QRELS_K)))
+    fingerprint = encoder_fingerprint(encoder)
+    results: dict[str, Any] = {
+        "model": str(getattr(encoder, "name", "") or ""),
+        "model_fingerprint": fingerprint,
+        "benchmark": benchmark.name,
+        "kind": benchmark.kind,
+        "split": benchmark.split,
+        "index_type": index_type,
+        "k_values": ks,
+        "instruction": instruction,
+        "main_metric": main_metric(by_answers, ks),
+        "collections": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="tdro-eval-") as scratch:
+        root = Path(cache_root) if cache_root else default_cache_root("embeddings") if use_cache else Path(scratch)
+        for collection in benchmark.collections:
+            log.info("Evaluating %s / %s", benchmark.name, collection.name)
+            results["collections"][collection.name] = evaluate_collection(
+                encoder, collection, root / fingerprint, ks=ks, index_type=index_type, batch_size=batch_size,
+                instruction=instruction, shard_size=shard_size, fingerprint=fingerprint,
+                show_progress=show_progress,
+            )
+    results["average"] = average_metrics(results["collections"])
+    results["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    results["tdro_suite_version"] = tdro_suite.__version__
+    if out_dir is not None:
+        write_report(results, out_dir)
+    return results
+
+
+def main_metric(by_answers: bool, ks: list[int]) -> str:
+    """nDCG@10 for judged collections, Recall@100 for MKQA (or the nearest available cutoff)."""
+    if by_answers:
+        return "recall@100" if 100 in ks else f"recall@{ks[-1]}"
+    return "ndcg@10" if 10 in ks else f"ndcg@{ks[-1]}"
+
+
+def evaluate_collection(
+    encoder: Any,
+    collection: Collection,
+    cache_folder: Path,
+    *,
+    ks: list[int],
+    index_type: str,
+    batch_size: int,
+    instruction: str | None,
+    shard_size: int,
+    fingerprint: str,
+    show_progress: bool,
+) -> dict[str, Any]:
+    """Encode (or reuse) the corpus, index it, search the queries, score the ranking."""
+    digest = corpus_hash(collection.corpus)
+    work = cache_folder / digest
+    cached = (work / "encoding.json").is_file() and not any(work.glob("*.tmp"))
+    started = time.perf_counter()
+    embeddings = encode_corpus(
+        encoder, collection.corpus, work, batch_size=batch_size, shard_size=shard_size,
+        info=DistInfo(), show_progress=show_progress, fingerprint=fingerprint,
+    )
+    encode_corpus_s = time.perf_counter() - started
+    ids = [doc.id for doc in collection.corpus]
+    index = DenseIndex.build(embeddings, ids, index_type=index_type, manifest={"model": encoder.name or None})
+
+    qids = list(collection.queries)
+    started = time.perf_counter()
+    query_vectors = encoder.encode_queries(
+        [collection.queries[q] for q in qids], instruction=instruction, batch_size=batch_size,
+        show_progress=show_progress and len(qids) >= 256,
+    )
+    encode_queries_s = time.perf_counter() - started
+    started = time.perf_counter()
+    scores, found = index.search(query_vectors, max(ks)) if qids else (np.zeros((0, 0)), [])
+    search_s = time.perf_counter() - started
+
+    out: dict[str, Any] = {
+        "language": collection.language,
+        "documents": len(collection.corpus),
+        "queries": len(qids),
+    }
+    if collection.answers is not None:
+        texts = {doc.id: doc.text for doc in collection.corpus}
+        scored = answer_recall(
+            [collection.answers[q] for q in qids], [[texts[d] for d in row] for row in found], ks
+        )
+        metrics = {key: value for key, value in scored.items() if key != "per_query"}
+        out["queries_without_results"] = sum(1 for row in found if not row)
+    else:
+        run = {
+            qid: {doc: float(score) for doc, score in zip(row, scores[i][: len(row)], strict=True)}
+            for i, (qid, row) in enumerate(zip(qids, found, strict=True))
+        }
+        scored = evaluate_run(collection.qrels, run, ks)
+        metrics = scored["mean"]
+        out["queries_without_results"] = scored["queries_without_results"]
+    out["metrics"] = {key: round(float(value), 6) for key, value in metrics.items()}
+    out["warnings"] = list(collection.warnings)
+    out["timing"] = {
+        "encode_corpus_s": round(encode_corpus_s, 3),
+        "corpus_cached": cached,
+        "encode_queries_s": round(encode_queries_s, 3),
+        "search_s": round(search_s, 4),
+    }
+    return out
+
+
+def average_metrics(collections: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Unweighted mean over collections of every metric all of them report."""
+    if not collections:
+        return {}
+    shared = set.intersection(*(set(c["metrics"]) for c in collections.values()))
+    first = next(iter(collections.values()))["metrics"]
+    return {
+        name: round(sum(c["metrics"][name] for c in collections.values()) / len(collections), 6)
+        for name in first
+        if name in shared
+    }
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """Per collection rows and the average, for the metrics that matter for the benchmark kind."""
+    kind = "answers" if results["kind"] == "mkqa" else "qrels"
+    average = results.get("average", {})
+    columns = [m for m in TABLE_METRICS[kind] if m in average] or sorted(average)[:6]
+    lines = [
+        f"## {results['benchmark']} ({results['kind']}, split {results['split']}) — model `{results['model']}`",
+        "",
+        f"Index: {results['index_type']}. Main metric: {results['main_metric']}. "
+        "Means over all judged queries (a query without results scores 0).",
+        "",
+        "| collection | docs | queries | " + " | ".join(columns) + " |",
+        "|---|---:|---:|" + "---:|" * len(columns),
+    ]
+    for name, entry in results["collections"].items():
+        values = " | ".join(f"{100 * entry['metrics'][m]:.2f}" for m in columns)
+        lines.append(f"| {name} | {entry['documents']} | {entry['queries']} | {values} |")
+    values = " | ".join(f"**{100 * average[m]:.2f}**" for m in columns)
+    lines.append(f"| **average** | | | {values} |")
+    warnings = [(name, w) for name, entry in results["collections"].items() for w in entry.get("warnings", [])]
+    if warnings:
+        lines += ["", "Warnings:", *[f"- {name}: {w}" for name, w in warnings]]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+    """Write results.json and results.md (atomically) into `out_dir`."""
+    out_dir = Path(out_dir)
+    json_path, md_path = out_dir / "results.json", out_dir / "results.md"
+    atomic_write_json(json_path, results)
+    atomic_write_text(md_path, markdown_table(results))
+    return json_path, md_path

@@ -1,0 +1,98 @@
+"""Read a document collection (BEIR / MIRACL corpus layout) and fingerprint it.
+
+One JSON object per line, `.jsonl` or `.jsonl.gz`, with an id under `_id` (BEIR), `docid`
+(MIRACL, Tevatron) or `id`, a `text` and an optional `title`. A line without an id or without
+text is a `DataError` naming the file, the line and the field: silently indexing an empty
+document would make it unretrievable without anyone noticing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tdro_suite.common.errors import DataError
+from tdro_suite.data.reader import open_text
+
+ID_FIELDS = ("_id", "docid", "id")
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    text: str
+    title: str = ""
+
+    def full_text(self) -> str:
+        """What the encoder reads: "title text" (the BEIR / MTEB convention), or the text alone."""
+        return f"{self.title} {self.text}".strip() if self.title else self.text.strip()
+
+    def to_dict(self) -> dict[str, str]:
+        return {"id": self.id, "title": self.title, "text": self.text}
+
+
+def parse_document(obj: object, where: str) -> Document:
+    """Validate one decoded corpus record."""
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}.")
+    key = next((k for k in ID_FIELDS if obj.get(k) is not None), None)
+    if key is None:
+        raise DataError(f"{where}: field '_id' is missing (a document needs an id under _id, docid or id).")
+    doc_id = obj[key]
+    if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)) or str(doc_id) == "":
+        raise DataError(f"{where}: field '{key}' must be a non-empty string id, got {doc_id!r}.")
+    text, title = obj.get("text"), obj.get("title")
+    if text is None:
+        raise DataError(f"{where}: field 'text' is missing (document '{doc_id}').")
+    if not isinstance(text, str):
+        raise DataError(f"{where}: field 'text' must be a string, got {type(text).__name__} (document '{doc_id}').")
+    if title is not None and not isinstance(title, str):
+        raise DataError(f"{where}: field 'title' must be a string, got {type(title).__name__}.")
+    if not text.strip() and not (title or "").strip():
+        raise DataError(f"{where}: field 'text' is empty and there is no title (document '{doc_id}').")
+    return Document(id=str(doc_id), text=text, title=title or "")
+
+
+def iter_corpus(path: str | Path) -> Iterator[Document]:
+    """Stream the documents of one corpus file, validating every line."""
+    path = Path(path)
+    with open_text(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}).") from None
+            yield parse_document(obj, where)
+
+
+def read_corpus(paths: str | Path | Sequence[str | Path]) -> list[Document]:
+    """Read one or more corpus files into memory; a document id seen twice is an error."""
+    files = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    docs: list[Document] = []
+    seen: dict[str, str] = {}
+    for file in files:
+        for lineno, doc in enumerate(iter_corpus(file), start=1):
+            if doc.id in seen:
+                raise DataError(f"{file}: document id '{doc.id}' appears twice (first in {seen[doc.id]}).")
+            seen[doc.id] = f"{file} (document {lineno})"
+            docs.append(doc)
+    if not docs:
+        raise DataError(f"{', '.join(map(str, files))}: the corpus holds no documents.")
+    return docs
+
+
+def corpus_hash(docs: Iterable[Document]) -> str:
+    """A content fingerprint (ids, titles, texts, in order): the key of cached corpus embeddings."""
+    digest = hashlib.sha256()
+    for doc in docs:
+        for part in (doc.id, doc.title, doc.text):
+            digest.update(part.encode("utf-8"))
+            digest.update(b"\x1f")
+        digest.update(b"\x1e")
+    return digest.hexdigest()[:20]

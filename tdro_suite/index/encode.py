@@ -1,0 +1,217 @@
+"""Corpus encoding in shards that survive interruption and split across processes.
+
+The corpus is cut into fixed-size shards; shard i is written as `shard-{i:05d}.npy` (atomically)
+in a work folder together with `encoding.json` (model fingerprint, corpus hash, shard size). A
+rerun skips the shards already on disk, so an interrupted job resumes where it stopped; a work
+folder left by another model or corpus is cleared first. Under torchrun (or any launcher that
+sets RANK / WORLD_SIZE) process r encodes shards r, r+W, r+2W, ... and everyone waits at a
+barrier before the shards are merged. Inside a shard the Encoder sorts texts by length, so
+batches pad little.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from tdro_suite.common.errors import DataError
+from tdro_suite.common.io import atomic_path, atomic_write_json
+from tdro_suite.index.corpus import Document, corpus_hash
+
+DEFAULT_SHARD_SIZE = 8192
+META_FILE = "encoding.json"
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_info() -> DistInfo:
+    """Rank and world size from torchrun's environment (a single process when unset)."""
+    return DistInfo(
+        rank=int(os.environ.get("RANK", 0)),
+        world_size=int(os.environ.get("WORLD_SIZE", 1)),
+        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+    )
+
+
+def init_distributed(info: DistInfo) -> bool:
+    """Join the torchrun process group when there are several processes (gloo on CPU, nccl on GPU)."""
+    if info.world_size <= 1:
+        return False
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(info.local_rank)
+        dist.init_process_group(backend=backend)
+    return True
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def encoder_fingerprint(encoder: Any) -> str:
+    """Identify an encoder by its name, pooling, length, prompts and a sample of its weights.
+
+    The weight sample makes a fine-tuned model saved over the same folder (or kept in memory)
+    a different key, without hashing gigabytes.
+    """
+    digest = hashlib.sha256()
+    meta = {
+        "name": str(getattr(encoder, "name", "")),
+        "pooling": getattr(encoder, "pooling", None),
+        "max_length": getattr(encoder, "max_length", None),
+        "prompts": getattr(encoder, "prompts", None),
+        "dimension": getattr(encoder, "dimension", None),
+    }
+    digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    parameters = getattr(encoder, "named_parameters", None)
+    if parameters is not None:
+        import torch
+
+        with torch.no_grad():
+            for name, tensor in parameters():
+                flat = tensor.detach().reshape(-1)
+                sample = torch.cat([flat[:256], flat[-256:]]).float().cpu().numpy()
+                digest.update(name.encode())
+                digest.update(sample.tobytes())
+    return digest.hexdigest()[:20]
+
+
+def shard_ranges(n: int, shard_size: int) -> list[tuple[int, int]]:
+    return [(start, min(start + shard_size, n)) for start in range(0, n, shard_size)]
+
+
+def _shard_path(folder: Path, i: int) -> Path:
+    return folder / f"shard-{i:05d}.npy"
+
+
+def prepare_work_dir(folder: Path, meta: dict[str, Any], info: DistInfo) -> None:
+    """Create the work folder; clear it when it holds shards of another model/corpus/shard size."""
+    meta_path = folder / META_FILE
+    if info.is_main:
+        if meta_path.is_file():
+            try:
+                old = json.loads(meta_path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                old = None
+            if old != meta:
+                shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if not meta_path.is_file():
+            atomic_write_json(meta_path, meta)
+    barrier()
+
+
+def encode_shards(
+    encoder: Any,
+    docs: Sequence[Document],
+    folder: str | Path,
+    *,
+    batch_size: int = 32,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    info: DistInfo | None = None,
+    show_progress: bool = True,
+    fingerprint: str | None = None,
+) -> int:
+    """Encode this process's missing shards into `folder`; returns how many shards it wrote."""
+    info = info or dist_info()
+    folder = Path(folder)
+    meta = {
+        "model": fingerprint or encoder_fingerprint(encoder),
+        "corpus_hash": corpus_hash(docs),
+        "documents": len(docs),
+        "shard_size": shard_size,
+        "dimension": int(encoder.dimension),
+    }
+    prepare_work_dir(folder, meta, info)
+    ranges = shard_ranges(len(docs), shard_size)
+    mine = [i for i in range(len(ranges)) if i % info.world_size == info.rank]
+    todo = [i for i in mine if not _shard_path(folder, i).is_file()]
+    done_docs = sum(ranges[i][1] - ranges[i][0] for i in mine if i not in todo)
+    total_docs = sum(ranges[i][1] - ranges[i][0] for i in mine)
+    label = "encoding corpus" if info.world_size == 1 else f"encoding corpus (rank {info.rank})"
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not show_progress,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(label, total=total_docs, completed=done_docs)
+        for i in todo:
+            start, end = ranges[i]
+            texts = [doc.full_text() for doc in docs[start:end]]
+            vectors = encoder.encode_passages(texts, batch_size=batch_size, show_progress=False)
+            with atomic_path(_shard_path(folder, i)) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(vectors, dtype=np.float32))
+            progress.advance(task, end - start)
+    return len(todo)
+
+
+def load_shards(folder: str | Path, n: int) -> np.ndarray:
+    """Concatenate the shards of an n-document corpus; a missing or wrong-sized shard is a `DataError`."""
+    folder = Path(folder)
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        raise DataError(f"{folder}: no {META_FILE}; the corpus was not encoded here.")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if meta.get("documents") != n:
+        raise DataError(f"{folder}: shards are for {meta.get('documents')} documents, expected {n}.")
+    parts = []
+    for i, (start, end) in enumerate(shard_ranges(n, int(meta["shard_size"]))):
+        path = _shard_path(folder, i)
+        if not path.is_file():
+            raise DataError(f"{path}: shard missing (was a process interrupted? rerun to resume).")
+        part = np.load(path)
+        if part.shape != (end - start, meta["dimension"]):
+            raise DataError(f"{path}: shape {part.shape}, expected {(end - start, meta['dimension'])}.")
+        parts.append(part)
+    if not parts:
+        return np.zeros((0, int(meta["dimension"])), dtype=np.float32)
+    return np.concatenate(parts, axis=0)
+
+
+def encode_corpus(
+    encoder: Any,
+    docs: Sequence[Document],
+    folder: str | Path,
+    *,
+    batch_size: int = 32,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    info: DistInfo | None = None,
+    show_progress: bool = True,
+    fingerprint: str | None = None,
+) -> np.ndarray:
+    """Encode (or resume encoding) the corpus into `folder`, wait for every process, return all embeddings."""
+    info = info or dist_info()
+    encode_shards(
+        encoder, docs, folder, batch_size=batch_size, shard_size=shard_size, info=info,
+        show_progress=show_progress, fingerprint=fingerprint,
+    )
+    barrier()
+    return load_shards(folder, len(docs))
