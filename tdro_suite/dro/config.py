@@ -23,6 +23,7 @@ class OptimizeConfig(CommandConfig):
     reference_config: str | None = None
     output_dir: str = "runs/optimize"
     overwrite: bool = False
+    save_proxy: bool = False
 
     # --- group weights
     measure: Literal["relative", "loss", "excess"] = "relative"

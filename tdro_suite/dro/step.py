@@ -55,6 +55,8 @@ class StepStats:
     proxy_loss: Tensor  # mean ℓᵖ per task [K]
     reference_loss: Tensor | None  # mean ℓʳ per task [K]
     weighted_loss: float  # Σ wᵢ ℓᵖᵢ over the global batch
+    overall_proxy: float  # mean ℓᵖ over the global batch
+    overall_reference: float | None  # mean ℓʳ over the global batch
     examples: int
 
 
@@ -166,5 +168,7 @@ def tdro_step(
         proxy_loss=group_mean(all_proxy, all_ids, k).cpu(),
         reference_loss=group_mean(all_ref, all_ids, k).cpu() if all_ref is not None else None,
         weighted_loss=weighted_total,
+        overall_proxy=float(all_proxy.double().mean()),
+        overall_reference=float(all_ref.double().mean()) if all_ref is not None else None,
         examples=int(all_ids.numel()),
     )
