@@ -76,3 +76,18 @@ def build_planted_tasks(folder: Path, tokenizer_dir: Path, seed: int = 0) -> Pat
         manifest.append({"name": name, "path": path.name, "size": len(lines)})
     (folder / "tasks.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return folder / "tasks.json"
+
+
+def without_dropout(model_dir: Path, folder: Path) -> Path:
+    """A copy of a model folder with dropout switched off, so runs that split a batch differently
+    (gradient accumulation, several processes) see the same forward and can be compared exactly."""
+    import shutil
+
+    shutil.copytree(model_dir, folder, dirs_exist_ok=True)
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "attention_dropout", "dropout"):
+        if key in config:
+            config[key] = 0.0
+    config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return folder

@@ -1,0 +1,173 @@
+"""The optimize loop on a tiny encoder: outputs, exact resume, accumulation invariance, user errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+
+sys.path.insert(0, str(Path(__file__).parent / "dist_scripts"))
+
+from dro_synthetic import build_planted_tasks, without_dropout
+
+from tdro_suite.common.errors import ConfigError, DataError
+from tdro_suite.config import load_config
+from tdro_suite.data.mixture import read_mixture
+from tdro_suite.dro import optimize as optimize_module
+from tdro_suite.dro.config import OptimizeConfig
+from tdro_suite.dro.optimize import run_optimize
+from tdro_suite.dro.outputs import read_trajectory
+
+QUIET = Console(quiet=True)
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("dro-optimize")
+    model = without_dropout(tiny_encoder_dir, root / "encoder")
+    manifest = build_planted_tasks(root / "data", model)
+    return {"model": str(model), "data": [str(manifest)], "root": root}
+
+
+def _cfg(setup: dict, out: Path, **kw) -> OptimizeConfig:
+    values = dict(
+        data=setup["data"],
+        model=setup["model"],
+        reference=setup["model"],
+        use_instructions=False,
+        batch_size=16,
+        hard_negatives=3,
+        temperature=0.05,
+        learning_rate=1e-3,
+        step_size=0.5,
+        steps=4,
+        device="cpu",
+        output_dir=str(out),
+        seed=7,
+    )
+    values.update(kw)
+    return OptimizeConfig(**values)
+
+
+def _weights(run: Path, kind: str = "") -> list[float]:
+    return list(read_mixture(run / (f"weights_{kind}.json" if kind else "weights.json")).weights)
+
+
+def test_run_folder_holds_every_output(setup: dict, tmp_path: Path) -> None:
+    run = run_optimize(_cfg(setup, tmp_path / "run", weights_output="ema"), console=QUIET)
+    main = json.loads((run / "weights.json").read_text())
+    assert main["weights_kind"] == "ema" and main["measure"] == "relative" and main["steps"] == 4
+    assert main["domain_ids"] == ["map-a", "map-b", "noisy", "easy"]
+    assert _weights(run) == _weights(run, "ema")
+    assert sum(_weights(run)) == pytest.approx(1.0)
+    rows = read_trajectory(run / "trajectory.csv")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert [rows[-1][f"weight/{n}"] for n in main["domain_ids"]] == pytest.approx(_weights(run, "final"))
+    mean = [sum(r[f"weight/{n}"] for r in rows) / 4 for n in main["domain_ids"]]
+    assert _weights(run, "mean") == pytest.approx(mean)
+    assert (run / "weights.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    top = read_mixture(run / "selections" / "top-50.json")  # ⌊4·50/100⌋ = 2 largest-EMA tasks, uniform
+    order = sorted(main["domain_ids"], key=lambda n: -_weights(run)[main["domain_ids"].index(n)])
+    assert set(top.names) == set(order[:2]) and top.weights == (0.5, 0.5)
+    assert len(list((run / "selections").glob("top-*.json"))) == 9
+
+
+def test_interrupted_run_resumes_exactly(setup: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    straight = run_optimize(_cfg(setup, tmp_path / "straight", steps=5, save_every=2), console=QUIET)
+
+    real_step = optimize_module.tdro_step
+    calls = {"n": 0}
+
+    def crash_on_fourth(**kw):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real_step(**kw)
+
+    monkeypatch.setattr(optimize_module, "tdro_step", crash_on_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        run_optimize(_cfg(setup, tmp_path / "resumed", steps=5, save_every=2), console=QUIET)
+    assert not (tmp_path / "resumed" / "weights.json").exists()
+    assert [p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()] == ["step-0000002"]
+    monkeypatch.setattr(optimize_module, "tdro_step", real_step)
+    resumed = run_optimize(_cfg(setup, tmp_path / "resumed", steps=5, save_every=2), console=QUIET)
+    assert read_trajectory(resumed / "trajectory.csv") == read_trajectory(straight / "trajectory.csv")
+    for kind in ("final", "mean", "ema"):
+        assert _weights(resumed, kind) == _weights(straight, kind)
+
+
+def test_gradient_accumulation_gives_the_same_weights(setup: dict, tmp_path: Path) -> None:
+    one = run_optimize(_cfg(setup, tmp_path / "one", steps=3), console=QUIET)
+    four = run_optimize(_cfg(setup, tmp_path / "four", steps=3, grad_accumulation=4), console=QUIET)
+    a, b = read_trajectory(one / "trajectory.csv"), read_trajectory(four / "trajectory.csv")
+    for ra, rb in zip(a, b, strict=True):
+        for key, value in ra.items():
+            assert rb[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    # the weights did move: the check above is not comparing two uniform vectors
+    assert max(_weights(one)) > 0.26
+
+
+def test_accumulation_replays_dropout_masks(setup: dict, tiny_encoder_dir: Path, monkeypatch) -> None:
+    """With dropout on, pass 2 (with gradient) must see pass 1's masks, or weights and gradients disagree."""
+    from tdro_suite.dro import step as step_module
+    from tdro_suite.dro.batches import draw_global_batch, load_task_data, local_micro_batches
+    from tdro_suite.dro.group_weights import GroupWeights
+    from tdro_suite.dro.optimize import resolve_tasks
+    from tdro_suite.modeling.encoder import Encoder
+
+    cfg = _cfg(setup, Path("unused"))
+    tasks = load_task_data(resolve_tasks(cfg), use_instructions=False)
+    items = draw_global_batch(tasks, 0, batch_size=8, hard_negatives=3, seed=1)
+    micro = local_micro_batches(items, rank=0, world_size=1, accumulation=2)
+    proxy = Encoder.from_pretrained(tiny_encoder_dir, device="cpu")  # dropout 0.1
+    proxy.train()
+    calls: list[torch.Tensor] = []
+    real = step_module.hard_negative_infonce
+
+    def record(q, p, temperature):
+        out = real(q, p, temperature)
+        calls.append(out.detach().clone())
+        return out
+
+    monkeypatch.setattr(step_module, "hard_negative_infonce", record)
+    step_module.tdro_step(
+        model=step_module.PairEncoder(proxy), proxy=proxy, reference=None, micro_batches=micro,
+        group_weights=GroupWeights(4), measure="loss", floor=0.1, lengths=step_module.Lengths(16, 16),
+        temperature=0.05,
+    )
+    pass1_m0, pass1_m1, pass2_m0, pass2_m1 = calls
+    assert torch.equal(pass2_m0, pass1_m0) and torch.equal(pass2_m1, pass1_m1)
+    again = step_module.per_example_losses(proxy, proxy, micro[0], step_module.Lengths(16, 16), 0.05)
+    assert not torch.allclose(again.detach(), pass1_m0)  # dropout is really on: without the replay they differ
+
+
+def test_existing_run_needs_resume_or_overwrite(setup: dict, tmp_path: Path) -> None:
+    run_optimize(_cfg(setup, tmp_path / "run", steps=1), console=QUIET)
+    with pytest.raises(ConfigError, match="already holds a tDRO run"):
+        run_optimize(_cfg(setup, tmp_path / "run", steps=1, resume=False), console=QUIET)
+    run_optimize(_cfg(setup, tmp_path / "run", steps=1, resume=False, overwrite=True), console=QUIET)
+
+
+def test_user_errors_are_clear(setup: dict, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="needs a reference model"):
+        load_config(OptimizeConfig, None, {"measure": "relative"})
+    with pytest.raises(ConfigError, match="not divisible"):
+        load_config(OptimizeConfig, None, {"measure": "loss", "batch_size": 10, "grad_accumulation": 4})
+    with pytest.raises(ConfigError, match="unknown key 'eta'"):
+        load_config(OptimizeConfig, None, {"measure": "loss", "eta": 0.1})
+    bad = tmp_path / "bad"
+    shutil.copytree(Path(setup["data"][0]).parent, bad)
+    line = json.loads((bad / "easy.jsonl").read_text().splitlines()[0])
+    line["negative_passages"] = []
+    (bad / "easy.jsonl").write_text(json.dumps(line) + "\n")
+    with pytest.raises(DataError, match="no hard negatives"):
+        run_optimize(_cfg(setup, tmp_path / "x", data=[str(bad / "tasks.json")]), console=QUIET)
+    mixture = tmp_path / "init.json"
+    mixture.write_text(json.dumps({"domain_ids": ["map-a", "map-b"], "domain_weights": [1, 1]}))
+    with pytest.raises(DataError, match="missing or zero: noisy, easy"):
+        run_optimize(_cfg(setup, tmp_path / "y", initial_weights=str(mixture)), console=QUIET)
