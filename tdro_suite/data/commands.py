@@ -1,0 +1,144 @@
+"""`tdro-suite data validate|stats`: check training sets and describe them before spending compute."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tdro_suite.data.stats import ValidationResult, require_valid, validate_tasks
+from tdro_suite.data.tasks import load_tasks
+from tdro_suite.data.types import TaskInfo
+
+PATHS_HELP = (
+    "Task manifests (tasks.json), folders holding one, or .jsonl/.jsonl.gz files. "
+    "Default: the bundled training mixture."
+)
+
+
+def _resolve_paths(paths: list[Path] | None) -> list[TaskInfo]:
+    if not paths:
+        from tdro_suite.bundled import train_dir
+
+        paths = [train_dir()]
+    return load_tasks(paths)
+
+
+def _run(tasks: list[TaskInfo], skip_invalid: bool, quiet: bool) -> ValidationResult:
+    """Validate with a progress bar on stderr (hidden for --json so stdout stays machine-readable)."""
+    total = sum(t.size for t in tasks) or None
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=quiet,
+        transient=True,
+    ) as progress:
+        bar = progress.add_task(f"reading {len(tasks)} task(s)", total=total)
+        return validate_tasks(tasks, skip_invalid=skip_invalid, on_example=lambda n: progress.advance(bar, n))
+
+
+def _print_skipped(console: Console, result: ValidationResult) -> None:
+    for s in result.stats:
+        if s.invalid.skipped:
+            console.print(f"[yellow]{s.name}[/yellow]: {s.invalid.summary()}", highlight=False)
+            for message in s.invalid.messages[:5]:
+                console.print(f"    {message}", highlight=False, soft_wrap=True)
+
+
+def _stdout_console() -> Console:
+    """Wide enough for the table when stdout is a pipe or a file (rich would assume 80 columns)."""
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _stats_table(result: ValidationResult) -> Table:
+    table = Table(title="Training tasks", show_footer=True)
+    table.add_column("task", footer=f"{len(result.stats)} tasks", no_wrap=True)
+    table.add_column("languages", footer=f"{len(result.languages)} languages", no_wrap=True)
+    table.add_column("sym")
+    table.add_column("domain")
+    table.add_column("examples", justify="right", footer=str(sum(s.examples for s in result.stats)))
+    table.add_column("query chars", justify="right")
+    table.add_column("passage chars", justify="right")
+    table.add_column("neg/query", justify="right")
+    table.add_column("skipped", justify="right", footer=str(sum(s.invalid.skipped for s in result.stats)))
+    for s in result.stats:
+        table.add_row(
+            s.name,
+            ",".join(s.languages) or "-",
+            "yes" if s.symmetric else "no",
+            s.domain or "-",
+            str(s.examples),
+            f"{s.mean_query_chars:.0f}",
+            f"{s.mean_passage_chars:.0f}",
+            f"{s.negatives_per_query:.1f}",
+            str(s.invalid.skipped),
+        )
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `data` command group (validate, stats) to the root app."""
+    data_app = typer.Typer(
+        help="Validate and describe training sets (Tevatron JSONL + task manifest).", no_args_is_help=True
+    )
+
+    @data_app.command("validate")
+    def validate(
+        paths: list[Path] | None = typer.Argument(None, help=PATHS_HELP, show_default=False),
+        skip_invalid: bool = typer.Option(
+            False,
+            "--skip-invalid",
+            help="Drop malformed lines instead of failing; they are counted and reported.",
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print a JSON report on stdout."),
+    ) -> None:
+        """Check every line of every task; fail on the first bad line with file:line:field."""
+        tasks = _resolve_paths(paths)
+        result = _run(tasks, skip_invalid, quiet=as_json)
+        if as_json:
+            typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        else:
+            console = _stdout_console()
+            _print_skipped(console, result)
+        require_valid(result)
+        if not as_json:
+            examples = sum(s.examples for s in result.stats)
+            skipped = sum(s.invalid.skipped for s in result.stats)
+            console.print(
+                f"[green]OK[/green]: {len(result.stats)} tasks, {examples} examples, "
+                f"{len(result.languages)} languages ({', '.join(result.languages) or 'unspecified'})"
+                + (f"; {skipped} invalid lines skipped" if skipped else "; no invalid lines"),
+                highlight=False,
+            )
+
+    @data_app.command("stats")
+    def stats(
+        paths: list[Path] | None = typer.Argument(None, help=PATHS_HELP, show_default=False),
+        skip_invalid: bool = typer.Option(
+            False,
+            "--skip-invalid",
+            help="Drop malformed lines instead of failing; they are counted and reported.",
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout instead of a table."),
+    ) -> None:
+        """Per task: examples, languages, mean query/passage length (characters), hard negatives per query."""
+        tasks = _resolve_paths(paths)
+        result = _run(tasks, skip_invalid, quiet=as_json)
+        if as_json:
+            typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+            return
+        console = _stdout_console()
+        console.print(_stats_table(result))
+        _print_skipped(console, result)
+        for problem in result.problems:
+            console.print(f"[yellow]warning[/yellow]: {problem}", highlight=False, soft_wrap=True)
+
+    app.add_typer(data_app, name="data")
