@@ -32,12 +32,9 @@ def benchmark_dir(kind: str, name: str | None = None) -> Path:
     if name is not None:
         path = path / name
     if not path.is_dir():
-        available = (
-            sorted(p.name for p in path.parent.iterdir() if p.is_dir()) if path.parent.is_dir() else []
-        )
+        available = sorted(p.name for p in path.parent.iterdir() if p.is_dir()) if path.parent.is_dir() else []
         raise DataError(
-            f"No bundled benchmark at {path}"
-            + (f"; available: {', '.join(available)}." if available else ".")
+            f"No bundled benchmark at {path}" + (f"; available: {', '.join(available)}." if available else ".")
         )
     return path
 

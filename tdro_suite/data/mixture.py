@@ -195,9 +195,7 @@ def read_mixture(path: str | Path) -> Mixture:
     if "tasks" in data:
         fmt = data.get("format", MIXTURE_FORMAT)
         if fmt != MIXTURE_FORMAT:
-            raise DataError(
-                f"{path}: unsupported mixture format {fmt!r} (this version reads {MIXTURE_FORMAT})."
-            )
+            raise DataError(f"{path}: unsupported mixture format {fmt!r} (this version reads {MIXTURE_FORMAT}).")
         try:
             return _parse_ours(data, path)
         except DataError as exc:

@@ -106,9 +106,7 @@ def _as_text(value: Any, where: str, name: str, *, allow_empty: bool = False) ->
 
 def _passages(value: Any, where: str, name: str) -> tuple[Passage, ...]:
     if not isinstance(value, list):
-        raise InvalidLineError(
-            where, name, f"expected a list of passages, got {type(value).__name__}", "wrong_type"
-        )
+        raise InvalidLineError(where, name, f"expected a list of passages, got {type(value).__name__}", "wrong_type")
     out = []
     for i, item in enumerate(value):
         item_name = f"{name}[{i}]"
@@ -136,17 +134,13 @@ def _passages(value: Any, where: str, name: str) -> tuple[Passage, ...]:
 def parse_example(obj: Any, where: str) -> TrainExample:
     """Check one decoded record against the training format and build a `TrainExample`."""
     if not isinstance(obj, dict):
-        raise InvalidLineError(
-            where, None, f"expected a JSON object, got {type(obj).__name__}", "not_an_object"
-        )
+        raise InvalidLineError(where, None, f"expected a JSON object, got {type(obj).__name__}", "not_an_object")
     for key in REQUIRED_FIELDS:
         if obj.get(key) is None:
             raise InvalidLineError(where, key, "is missing", "missing_field")
     positives = _passages(obj["positive_passages"], where, "positive_passages")
     if not positives:
-        raise InvalidLineError(
-            where, "positive_passages", "is empty (every query needs a positive)", "empty_positives"
-        )
+        raise InvalidLineError(where, "positive_passages", "is empty (every query needs a positive)", "empty_positives")
     negatives_raw = obj.get("negative_passages")
     negatives = () if negatives_raw is None else _passages(negatives_raw, where, "negative_passages")
     return TrainExample(

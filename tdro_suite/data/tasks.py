@@ -54,18 +54,14 @@ def _task_from_record(record: Any, manifest: Path, index: int) -> TaskInfo:
         raise DataError(f"{where}: expected an object, got {type(record).__name__}.")
     unknown = sorted(set(record) - set(_FIELD_TYPES))
     if unknown:
-        raise DataError(
-            f"{where}: unknown field(s) {', '.join(map(repr, unknown))}; known: {', '.join(_FIELD_TYPES)}."
-        )
+        raise DataError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}; known: {', '.join(_FIELD_TYPES)}.")
     for key in ("name", "path"):
         if key not in record:
             raise DataError(f"{where}: field '{key}' is missing.")
     for key, value in record.items():
         allowed = _FIELD_TYPES[key]
         if not isinstance(value, allowed) or (bool not in allowed and isinstance(value, bool)):
-            raise DataError(
-                f"{where}: field '{key}' must be {allowed[0].__name__}, got {type(value).__name__}."
-            )
+            raise DataError(f"{where}: field '{key}' must be {allowed[0].__name__}, got {type(value).__name__}.")
     if not all(isinstance(lang, str) for lang in record.get("languages", [])):
         raise DataError(f"{where}: field 'languages' must be a list of strings.")
     data_path = (manifest.parent / record["path"]).resolve()
@@ -98,9 +94,7 @@ def write_manifest(path: str | Path, tasks: Iterable[TaskInfo]) -> None:
     records = []
     for task in tasks:
         record = asdict(task)
-        record["path"] = Path(
-            os.path.relpath(Path(task.path).resolve(), manifest.parent.resolve())
-        ).as_posix()
+        record["path"] = Path(os.path.relpath(Path(task.path).resolve(), manifest.parent.resolve())).as_posix()
         records.append(record)
     atomic_write_json(manifest, records)
 
