@@ -1,0 +1,100 @@
+"""From sampled examples to model inputs: prompts, one positive + hard negatives per query, tokenisation.
+
+Which positive and which negatives an example contributes is drawn for the WHOLE global batch with
+a generator seeded by (seed, step), and each rank then takes its slice: the texts do not depend on
+the number of processes, which keeps P-process and 1-process runs identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tdro_suite.data.types import Passage, TaskInfo, TrainExample
+from tdro_suite.modeling.encoder import Encoder
+from tdro_suite.modeling.losses import text_keys
+from tdro_suite.modeling.prompts import passage_prompt, query_prompt
+from tdro_suite.train.sampler import GlobalBatch
+
+
+@dataclass
+class TextGroup:
+    """One query with its passages `[positive, hard negatives...]`, prompts already applied."""
+
+    query: str
+    passages: list[str]
+
+
+@dataclass
+class TrainBatch:
+    """Tokenised model inputs of one micro-batch on one rank."""
+
+    queries: dict[str, torch.Tensor]
+    passages: dict[str, torch.Tensor]
+    passage_keys: torch.Tensor
+    n_queries: int
+
+    def to(self, device: torch.device) -> TrainBatch:
+        return TrainBatch(
+            {k: v.to(device) for k, v in self.queries.items()},
+            {k: v.to(device) for k, v in self.passages.items()},
+            self.passage_keys.to(device),
+            self.n_queries,
+        )
+
+
+def pick_passages(
+    example: TrainExample, hard_negatives: int, rng: np.random.Generator, fallback: Sequence[TrainExample]
+) -> list[Passage]:
+    """`[positive, negatives...]`: a random positive; negatives without replacement when there are enough,
+    with replacement when too few; an example with none borrows positives of other examples of its task."""
+    chosen = [example.positives[int(rng.integers(len(example.positives)))]]
+    if hard_negatives == 0:
+        return chosen
+    pool = list(example.negatives)
+    if not pool:
+        others = [ex for ex in fallback if ex.query_id != example.query_id] or list(fallback)
+        picks = rng.integers(len(others), size=hard_negatives)
+        return chosen + [others[int(i)].positives[0] for i in picks]
+    if len(pool) >= hard_negatives:
+        picks = rng.choice(len(pool), size=hard_negatives, replace=False)
+    else:
+        picks = rng.integers(len(pool), size=hard_negatives)
+    return chosen + [pool[int(i)] for i in picks]
+
+
+def global_text_groups(
+    batch: GlobalBatch,
+    examples: Sequence[TrainExample],
+    task: TaskInfo,
+    hard_negatives: int,
+    seed: int,
+    use_instructions: bool = True,
+) -> list[TextGroup]:
+    """The texts of every query of the global batch, in global order (every rank computes the same list)."""
+    rng = np.random.default_rng([seed, 2, batch.step])
+    instruction = task.instruction if use_instructions else ""
+    q_prefix = query_prompt(instruction)
+    p_prefix = passage_prompt(instruction, task.symmetric)
+    groups = []
+    for index in batch.indices:
+        example = examples[index]
+        passages = pick_passages(example, hard_negatives, rng, examples)
+        groups.append(TextGroup(q_prefix + example.query, [p_prefix + p.full_text() for p in passages]))
+    return groups
+
+
+def tokenize_groups(
+    encoder: Encoder, groups: Sequence[TextGroup], query_max_length: int, passage_max_length: int
+) -> TrainBatch:
+    """Tokenise a slice of groups; passage keys hash the passage text (prompt included)."""
+    passages = [p for g in groups for p in g.passages]
+    return TrainBatch(
+        queries=encoder.tokenize([g.query for g in groups], max_length=query_max_length),
+        passages=encoder.tokenize(passages, max_length=passage_max_length),
+        passage_keys=text_keys(passages),
+        n_queries=len(groups),
+    )

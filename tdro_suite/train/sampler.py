@@ -1,0 +1,105 @@
+"""Homogeneous batches: every global batch (all ranks, all micro-batches of one optimizer step) is ONE task.
+
+Why: with in-batch and cross-device negatives, passages from another task are trivially easy
+negatives; drawing the whole global batch from one task keeps them informative (the paper's setup).
+
+Determinism without shared state: the task of step s is drawn by a generator seeded with
+(seed, s), so every rank draws the same task without communicating and the draw does not depend
+on how many steps ran before a resume. Within a task, examples are read in a permutation seeded
+by (seed, task, epoch); when a task runs out mid-batch the batch is completed from the next
+epoch's fresh permutation. The per-task cursors are the only state (`state_dict`), saved in
+checkpoints. Nothing is sampled inside dataloader workers, so no RNG state is copied into them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GlobalBatch:
+    """The examples of one optimizer step: `indices` into task `task`, in global order."""
+
+    step: int
+    task: int
+    indices: tuple[int, ...]
+
+    def local_slice(self, rank: int, world_size: int, micro_step: int, grad_accumulation: int) -> slice:
+        """Positions (into `indices`) of this rank's part of one micro-step.
+
+        Layout: [micro 0: rank 0 | rank 1 | ...][micro 1: rank 0 | rank 1 | ...]...
+
+        Each micro-step's examples over all ranks are contiguous, so P processes with batch B give
+        the same micro-batches as 1 process with batch P·B (what the equivalence tests rely on).
+        """
+        per_micro = len(self.indices) // grad_accumulation
+        per_rank = per_micro // world_size
+        start = micro_step * per_micro + rank * per_rank
+        return slice(start, start + per_rank)
+
+
+class HomogeneousBatchSampler:
+    """Draw (task, example indices) for each optimizer step from a mixture over tasks."""
+
+    def __init__(self, task_sizes: Sequence[int], weights: Sequence[float], global_batch_size: int, seed: int) -> None:
+        if len(task_sizes) != len(weights) or not task_sizes:
+            raise ValueError("task_sizes and weights must be non-empty and of equal length")
+        if any(s <= 0 for s in task_sizes):
+            raise ValueError(f"every task needs at least one example, got sizes {list(task_sizes)}")
+        w = np.asarray(weights, dtype=np.float64)
+        if (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"weights must be ≥ 0 with a positive sum, got {list(weights)}")
+        self.task_sizes = [int(s) for s in task_sizes]
+        self.weights = w / w.sum()
+        self.global_batch_size = int(global_batch_size)
+        self.seed = int(seed)
+        self.step = 0
+        self.cursors = [0] * len(task_sizes)
+        self.epochs = [0] * len(task_sizes)
+        self._orders: dict[int, tuple[int, np.ndarray]] = {}
+
+    def task_of_step(self, step: int) -> int:
+        """The task of optimizer step `step`: a pure function of (seed, step), identical on every rank."""
+        rng = np.random.default_rng([self.seed, 0, step])
+        return int(rng.choice(len(self.weights), p=self.weights))
+
+    def _permutation(self, task: int, epoch: int) -> np.ndarray:
+        cached = self._orders.get(task)
+        if cached is None or cached[0] != epoch:
+            order = np.random.default_rng([self.seed, 1, task, epoch]).permutation(self.task_sizes[task])
+            self._orders[task] = cached = (epoch, order)
+        return cached[1]
+
+    def next_batch(self) -> GlobalBatch:
+        """The next step's global batch; a task that runs out is reshuffled (next epoch) and continues."""
+        task = self.task_of_step(self.step)
+        taken: list[int] = []
+        while len(taken) < self.global_batch_size:
+            order = self._permutation(task, self.epochs[task])
+            cursor = self.cursors[task]
+            chunk = order[cursor : cursor + self.global_batch_size - len(taken)]
+            taken.extend(int(i) for i in chunk)
+            self.cursors[task] = cursor + len(chunk)
+            if self.cursors[task] >= self.task_sizes[task]:
+                self.cursors[task] = 0
+                self.epochs[task] += 1
+        batch = GlobalBatch(self.step, task, tuple(taken))
+        self.step += 1
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "cursors": list(self.cursors), "epochs": list(self.epochs), "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if len(state["cursors"]) != len(self.task_sizes):
+            raise ValueError(
+                f"checkpoint has {len(state['cursors'])} tasks, this run has {len(self.task_sizes)}: "
+                "resume with the same data and mixture"
+            )
+        self.step = int(state["step"])
+        self.cursors = [int(c) for c in state["cursors"]]
+        self.epochs = [int(e) for e in state["epochs"]]
