@@ -19,6 +19,7 @@ from tdro_suite.evaluation import commands as eval_commands
 from tdro_suite.index import commands as index_commands
 from tdro_suite.modeling import commands as modeling_commands
 from tdro_suite.serve import commands as serve_commands
+from tdro_suite.train import commands as train_commands
 
 app = typer.Typer(
     name="tdro-suite",
@@ -46,6 +47,7 @@ def _root(
 # --- command registration (one line per stage; keep the order of the pipeline) ---
 data_commands.register(app)
 modeling_commands.register(app)
+train_commands.register(app)
 index_commands.register(app)
 eval_commands.register(app)
 serve_commands.register(app)
