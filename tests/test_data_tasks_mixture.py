@@ -125,3 +125,12 @@ def test_uniform_top_percent_restrict() -> None:
     with pytest.raises(DataError, match="'j' not found in the training set"):
         mix.validate_against(tasks[:9])
     assert mix.weight_of("nothing") == 0.0
+
+
+def test_hf_task_through_datasets(tmp_path: Path) -> None:
+    path = _task_file(tmp_path / "local.jsonl", 3)
+    tasks = load_tasks([f"hf:{path}"])
+    assert tasks[0].name == "local" and tasks[0].path == f"hf:{path}"
+    assert [e.query for e in load_task_examples(tasks[0])] == ["q0", "q1", "q2"]
+    with pytest.raises(DataError, match="could not open with datasets"):
+        load_task_examples(load_tasks(["hf:no-such-owner/no-such-dataset-xyz@train"])[0])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -16,16 +15,16 @@ from tdro_suite.data.tasks import load_tasks
 from tdro_suite.data.types import TaskInfo
 
 PATHS_HELP = (
-    "Task manifests (tasks.json), folders holding one, or .jsonl/.jsonl.gz files. "
+    "Task manifests (tasks.json), folders holding one, .jsonl/.jsonl.gz files, or hf:DATASET[@SPLIT]. "
     "Default: the bundled training mixture."
 )
 
 
-def _resolve_paths(paths: list[Path] | None) -> list[TaskInfo]:
+def _resolve_paths(paths: list[str] | None) -> list[TaskInfo]:
     if not paths:
         from tdro_suite.bundled import train_dir
 
-        paths = [train_dir()]
+        return load_tasks([train_dir()])
     return load_tasks(paths)
 
 
@@ -92,7 +91,7 @@ def register(app: typer.Typer) -> None:
 
     @data_app.command("validate")
     def validate(
-        paths: list[Path] | None = typer.Argument(None, help=PATHS_HELP, show_default=False),
+        paths: list[str] | None = typer.Argument(None, help=PATHS_HELP, show_default=False),
         skip_invalid: bool = typer.Option(
             False,
             "--skip-invalid",
@@ -121,7 +120,7 @@ def register(app: typer.Typer) -> None:
 
     @data_app.command("stats")
     def stats(
-        paths: list[Path] | None = typer.Argument(None, help=PATHS_HELP, show_default=False),
+        paths: list[str] | None = typer.Argument(None, help=PATHS_HELP, show_default=False),
         skip_invalid: bool = typer.Option(
             False,
             "--skip-invalid",

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tdro_suite.common.errors import DataError
-from tdro_suite.data.reader import InvalidReport, iter_examples
+from tdro_suite.data.reader import InvalidReport
+from tdro_suite.data.tasks import iter_task_examples
 from tdro_suite.data.types import TaskInfo
 
 
@@ -57,7 +58,7 @@ def compute_task_stats(
     stats = TaskStats(task.name, list(task.languages), task.symmetric, task.domain)
     q_chars = p_chars = n_passages = n_pos = n_neg = 0
     min_neg: int | None = None
-    for example in iter_examples(task.path, skip_invalid=skip_invalid, report=stats.invalid):
+    for example in iter_task_examples(task, skip_invalid=skip_invalid, report=stats.invalid):
         stats.examples += 1
         q_chars += len(example.query)
         for passage in (*example.positives, *example.negatives):

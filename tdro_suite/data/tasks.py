@@ -3,24 +3,26 @@
 A manifest (`tasks.json`) is a JSON list of TaskInfo-shaped objects (or `{"tasks": [...]}`) whose
 `path` is relative to the manifest. `load_tasks` also accepts a folder holding a manifest, a folder
 of .jsonl(.gz) files, or single files (task name = file stem, default metadata), so ad-hoc data
-works without writing a manifest first.
+works without writing a manifest first. `hf:NAME` or `hf:NAME@SPLIT` streams a Hugging Face dataset
+(a hub name, or a local file through the `json` builder) with the same validation.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from tdro_suite.common.errors import DataError
 from tdro_suite.common.io import atomic_write_json
-from tdro_suite.data.reader import InvalidReport, iter_examples
+from tdro_suite.data.reader import InvalidReport, iter_dataset_examples, iter_examples
 from tdro_suite.data.types import TaskInfo, TrainExample
 
 MANIFEST_NAME = "tasks.json"
+HF_PREFIX = "hf:"
 DATA_SUFFIXES = (".jsonl", ".jsonl.gz")
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,),
@@ -116,12 +118,40 @@ def _tasks_from_path(path: Path) -> list[TaskInfo]:
     raise DataError(f"{path}: no such file or folder.")
 
 
+def _hf_task(spec: str) -> TaskInfo:
+    """`hf:owner/name@train` → a task read with `datasets` (name = last path part, split after `@`)."""
+    name = spec[len(HF_PREFIX) :].split("@", 1)[0]
+    if not name:
+        raise DataError(f"'{spec}': expected hf:NAME or hf:NAME@SPLIT.")
+    return TaskInfo(name=task_name_from_file(Path(name)), path=spec, source=spec)
+
+
+def split_hf_path(path: str) -> tuple[str, str] | None:
+    """(dataset, split) for an `hf:` task path, None for a plain file."""
+    if not path.startswith(HF_PREFIX):
+        return None
+    name, _, split = path[len(HF_PREFIX) :].partition("@")
+    return name, split or "train"
+
+
+def iter_task_examples(
+    task: TaskInfo, *, skip_invalid: bool = False, report: InvalidReport | None = None
+) -> Iterator[TrainExample]:
+    """Stream a task's examples from its file, or through `datasets` for an `hf:` task."""
+    hf = split_hf_path(task.path)
+    if hf is not None:
+        yield from iter_dataset_examples(hf[0], split=hf[1], skip_invalid=skip_invalid, report=report)
+    else:
+        yield from iter_examples(task.path, skip_invalid=skip_invalid, report=report)
+
+
 def load_tasks(paths: Iterable[str | Path]) -> list[TaskInfo]:
     """All tasks named by manifests, folders or single files; task names must be unique."""
     tasks: list[TaskInfo] = []
     seen: dict[str, str] = {}
     for raw in paths:
-        for task in _tasks_from_path(Path(raw)):
+        found = [_hf_task(raw)] if isinstance(raw, str) and raw.startswith(HF_PREFIX) else _tasks_from_path(Path(raw))
+        for task in found:
             if task.name in seen:
                 raise DataError(
                     f"Task name '{task.name}' appears twice ({seen[task.name]} and {task.path}); "
@@ -143,7 +173,7 @@ def load_task_examples(
 ) -> list[TrainExample]:
     """Read a whole task into memory (training sets that fit); `limit` keeps the first N examples."""
     out: list[TrainExample] = []
-    for example in iter_examples(task.path, skip_invalid=skip_invalid, report=report):
+    for example in iter_task_examples(task, skip_invalid=skip_invalid, report=report):
         out.append(example)
         if limit is not None and len(out) >= limit:
             break
