@@ -224,7 +224,10 @@ def run_optimize(cfg: OptimizeConfig, *, console: Console | None = None) -> Path
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            # find_unused_parameters: backbones carry heads the embedding never uses (BERT's pooler)
+            model = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+            )
         optimizer, scheduler = build_optimizer(cfg, proxy)
         group_weights = GroupWeights(
             len(tasks),
