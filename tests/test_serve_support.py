@@ -51,6 +51,18 @@ def ready_client(app: FastAPI, **kwargs: Any) -> Iterator[TestClient]:
 
 
 @contextlib.contextmanager
+def failing_client(app: FastAPI) -> Iterator[dict]:
+    """Start `app` and wait until its loading ends in failure; yields the /ready body."""
+    with TestClient(app) as client:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while (response := client.get("/ready")).json()["status"] == "loading":
+            assert time.monotonic() < deadline, "still loading"
+            time.sleep(0.05)
+        assert response.status_code == 503
+        yield response.json()
+
+
+@contextlib.contextmanager
 def live_server(app: FastAPI) -> Iterator[str]:
     """Run `app` under a real uvicorn on 127.0.0.1 (a free port chosen by the OS) in a thread."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")

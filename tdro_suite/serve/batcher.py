@@ -76,6 +76,7 @@ class DynamicBatcher:
         self._wakeup = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._inflight: list[_Job] = []
 
     @property
     def pending(self) -> int:
@@ -89,20 +90,23 @@ class DynamicBatcher:
             self._worker = asyncio.get_running_loop().create_task(self._run(), name="tdro-batcher")
 
     async def stop(self) -> None:
-        """Stop taking work, fail what is still queued, and let the model thread finish its batch."""
+        """Stop taking work and fail what is queued or in flight; the model thread finishes its batch."""
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
-        while self._queue:
-            job = self._queue.popleft()
+        stopped = BatcherStopped("the server is shutting down")
+        for job in [*self._inflight, *self._queue]:
             if not job.future.done():
-                job.future.set_exception(BatcherStopped("the server is shutting down"))
+                job.future.set_exception(stopped)
+        self._inflight = []
+        self._queue.clear()
         self._set_pending(0)
         if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+            executor, self._executor = self._executor, None
+            # wait for the running batch without blocking the event loop
+            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
 
     async def submit(self, texts: Sequence[str], tokens: Sequence[int]) -> np.ndarray:
         """Queue `texts` (with their token counts) and wait for a float32 [N, D] array."""
@@ -170,17 +174,20 @@ class DynamicBatcher:
             if not slices:
                 continue
             texts = [t for job, start, stop in slices for t in job.texts[start:stop]]
+            self._inflight = [job for job, _, _ in slices]
             started = time.perf_counter()
             try:
                 vectors = await loop.run_in_executor(self._executor, self.encode, texts)
             except asyncio.CancelledError:
-                raise
+                raise  # stop() fails the in-flight jobs
             except Exception as exc:
+                self._inflight = []
                 log.exception("Encoding a batch of %d inputs failed", len(texts))
                 for job, _, _ in slices:
                     if not job.future.done():
                         job.future.set_exception(exc)
                 continue
+            self._inflight = []
             if self._metrics is not None:
                 self._metrics.batch_seconds.observe(time.perf_counter() - started)
             offset = 0
