@@ -12,6 +12,7 @@ import torch
 
 SCRIPTS = Path(__file__).resolve().parent / "dist_scripts"
 sys.path.insert(0, str(SCRIPTS))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from toy_problem import make_batch, make_model  # noqa: E402
 
@@ -49,3 +50,36 @@ def test_two_ranks_give_the_loss_and_gradients_of_one_process_on_the_whole_batch
     # without the cross-rank duplicate masked, the loss would differ: the check has teeth
     unmasked = make_model()(q_in, p_in, torch.arange(len(keys)))
     assert abs(unmasked.item() - loss.item()) > 1e-4
+
+
+def test_two_process_finetune_draws_one_task_per_step_on_every_rank_and_matches_one_process(
+    tmp_path: Path, tiny_encoder_dir: Path
+) -> None:
+    """2 ranks × 4 queries vs 1 process × 8 queries (dropout off): same tasks, same examples, same losses."""
+    import json
+
+    from test_gradcache import zero_dropout_copy
+    from train_data import write_tasks
+
+    from tdro_suite.train.config import FinetuneConfig
+    from tdro_suite.train.finetune import run_finetune
+    from tdro_suite.train.metrics import read_metrics
+
+    model = zero_dropout_copy(tiny_encoder_dir, tmp_path / "enc")
+    data = write_tasks(tmp_path / "data", per_task=10)
+    common = dict(model=str(model), data=[str(data)], max_steps=5, hard_negatives=1, query_max_length=16,
+                  passage_max_length=16, learning_rate=1e-3, temperature=0.05, progress=False)
+    two = FinetuneConfig(**common, per_device_batch_size=4, output_dir=str(tmp_path / "two"))
+    torchrun("finetune_run.py", json.dumps(two.model_dump()), str(tmp_path))
+    run_finetune(FinetuneConfig(**common, per_device_batch_size=8, output_dir=str(tmp_path / "one")))
+
+    rank0 = json.loads((tmp_path / "draws-rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "draws-rank1.json").read_text())
+    assert len(rank0) == 5 and rank0 == rank1  # every rank drew the same task and examples at every step
+    one = read_metrics(tmp_path / "one" / "metrics.jsonl")
+    twos = read_metrics(tmp_path / "two" / "metrics.jsonl")
+    assert [r["task"] for r in twos] == [r["task"] for r in one]
+    assert len({r["task"] for r in one}) > 1  # the run did switch tasks
+    # cross-device negatives make the 2-process loss the 1-process loss on the concatenated batch
+    assert [r["loss"] for r in twos] == pytest.approx([r["loss"] for r in one], abs=2e-5)
+    assert (tmp_path / "two" / "model" / "model.safetensors").is_file()

@@ -108,6 +108,7 @@ def _make_accelerator(config: FinetuneConfig) -> Any:
     # Parameters outside the embedding path (e.g. BERT's pooler) get no gradient: let DDP skip them.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     return Accelerator(
+        cpu=not cuda,  # without it, accelerate treats torchrun CPU processes as independent single runs
         mixed_precision="bf16" if bf16 else "no",
         gradient_accumulation_steps=config.grad_accumulation,
         kwargs_handlers=[ddp],

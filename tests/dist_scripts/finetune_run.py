@@ -1,0 +1,36 @@
+"""Launched by tests/test_distributed.py under torchrun: `run_finetune` from a JSON config, recording per rank
+which task and which examples the sampler gave at every step (to show all ranks drew the same ones)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch.distributed as dist
+
+from tdro_suite.train import sampler as sampler_module
+from tdro_suite.train.config import FinetuneConfig
+from tdro_suite.train.finetune import run_finetune
+
+
+def main(config_json: str, record_dir: Path) -> None:
+    draws: list[dict[str, object]] = []
+    original = sampler_module.HomogeneousBatchSampler.next_batch
+
+    def recording_next_batch(self: sampler_module.HomogeneousBatchSampler) -> sampler_module.GlobalBatch:
+        batch = original(self)
+        draws.append({"step": batch.step, "task": batch.task, "indices": list(batch.indices)})
+        return batch
+
+    sampler_module.HomogeneousBatchSampler.next_batch = recording_next_batch  # type: ignore[method-assign]
+    run_finetune(FinetuneConfig.model_validate(json.loads(config_json)))
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    (record_dir / f"draws-rank{rank}.json").write_text(json.dumps(draws))
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], Path(sys.argv[2]))
