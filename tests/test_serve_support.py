@@ -89,8 +89,8 @@ _LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
 @contextlib.contextmanager
-def cli_server(args: list[str], env: dict[str, str] | None = None) -> Iterator[str]:
-    """Start `tdro-suite serve ARGS --host 127.0.0.1 --port 0` (the image's entrypoint) and yield its URL."""
+def cli_server(args: list[str], env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start `tdro-suite serve ARGS --host 127.0.0.1 --port 0` (the image's entrypoint); yield (URL, process)."""
     command = [sys.executable, "-m", "tdro_suite.cli", "serve", *args, "--host", "127.0.0.1", "--port", "0"]
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env)
@@ -113,7 +113,7 @@ def cli_server(args: list[str], env: dict[str, str] | None = None) -> Iterator[s
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=30) as client:
             wait_ready(client)
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
         try:
