@@ -49,6 +49,7 @@ N_NEGATIVES = 7
 MAX_TRAIN = 1000  # examples per task (the demo must train on all tasks in minutes on 2 CPU cores)
 MAX_EVAL_QUERIES = 400
 MAX_BEIR_CORPUS = 8000
+MAX_REPLIES = 3  # chatterbot messages with more distinct replies than this are too generic to train on
 SIMHASH_DISTANCE = 12  # SimHash blocking; a near duplicate also needs 3-gram Jaccard >= 0.8
 MIN_JACCARD = 0.8
 
@@ -209,7 +210,7 @@ def build_mkqa(wordnet: list[src.Synset], seed: int) -> tuple[dict, set[tuple[st
 
 
 def chatterbot_task(lang: str, folders: list[str], held: set[tuple[str, int]]) -> TaskPlan:
-    pairs = [p for f in folders for p in src.chatterbot_pairs(f) if (p.topic, p.index) not in held]
+    pairs = [p for f in folders for p in src.chatterbot_pairs(f, all_turns=True) if (p.topic, p.index) not in held]
     answers: dict[str, Passage] = {}
     for p in pairs:
         norm = normalize_text(p.answer)
@@ -225,17 +226,19 @@ def chatterbot_task(lang: str, folders: list[str], held: set[tuple[str, int]]) -
             grouped[q].known.add(docid)
         else:
             grouped[q] = Candidate(p.question, docid, {docid}, p.question)
+    # a message with many different replies ("yes", "ok") has no answer to retrieve: leave it out
+    candidates = [c for c in grouped.values() if len(c.known) <= MAX_REPLIES]
     info = TaskInfo(
         name=f"qa_{lang}_chatterbot",
         path=f"qa_{lang}_chatterbot.jsonl.gz",
-        instruction="Given a question, retrieve the reply that answers it",
+        instruction="Given a message in a conversation, retrieve the reply to it",
         languages=[lang],
         symmetric=False,
-        source="chatterbot-corpus " + "+".join(folders) + " (first turn of each conversation)",
+        source="chatterbot-corpus " + "+".join(folders) + " (every message -> reply pair of each conversation)",
         license=LICENSES["chatterbot"],
         domain="conversational QA",
     )
-    return TaskPlan(info, list(answers.values()), list(grouped.values()))
+    return TaskPlan(info, list(answers.values()), candidates)
 
 
 def code_task(units: list[src.CodeUnit]) -> TaskPlan:

@@ -28,6 +28,7 @@ class QAPair:
     index: int  # position inside the file (parallel translations share it)
     question: str
     answer: str
+    turn: int = 0  # 0: the conversation's opening message
 
 
 def chatterbot_dir() -> Path:
@@ -36,17 +37,22 @@ def chatterbot_dir() -> Path:
     return Path(chatterbot_corpus.__file__).resolve().parent / "data"
 
 
-def chatterbot_pairs(folder: str) -> list[QAPair]:
-    """First-turn question → answer pairs of one language folder, in file then position order."""
+def chatterbot_pairs(folder: str, *, all_turns: bool = False) -> list[QAPair]:
+    """Message → reply pairs of one language folder, in file then position order.
+
+    By default only the first turn (question → answer); `all_turns` adds every later message → reply pair.
+    """
     out = []
     for path in sorted((chatterbot_dir() / folder).glob("*.yml")):
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         for i, conv in enumerate(data.get("conversations") or []):
             if not isinstance(conv, list) or len(conv) < 2:
                 continue
-            q, a = conv[0], conv[1]
-            if isinstance(q, str) and isinstance(a, str) and q.strip() and a.strip():
-                out.append(QAPair(folder, path.stem, i, " ".join(q.split()), " ".join(a.split())))
+            last = len(conv) - 1 if all_turns else 1
+            for turn in range(last):
+                q, a = conv[turn], conv[turn + 1]
+                if isinstance(q, str) and isinstance(a, str) and q.strip() and a.strip():
+                    out.append(QAPair(folder, path.stem, i, " ".join(q.split()), " ".join(a.split()), turn))
     return out
 
 
