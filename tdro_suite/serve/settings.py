@@ -74,6 +74,8 @@ class ServeSettings(BaseSettings):
                 f"max_inputs_per_request ({self.max_inputs_per_request}) must not exceed max_queue_inputs "
                 f"({self.max_queue_inputs}): such a request could never be queued"
             )
+        if self.api_key is not None and not self.api_key.get_secret_value():
+            self.api_key = None  # TDRO_API_KEY="" (e.g. an unset compose variable) means no key, not ""
         if self.api_key_env and self.api_key is None:
             value = os.environ.get(self.api_key_env)
             if not value:
