@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import shutil
+import urllib.error
+import urllib.request
+import zipfile
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -54,7 +59,7 @@ def test_layout_detection():
     assert detect_kind(FIXTURES / "mkqa") == "mkqa"
     with pytest.raises(DataError, match="cannot tell the benchmark layout"):
         detect_kind(FIXTURES / "beir" / "tinyfacts" / "qrels")
-    with pytest.raises(DataError, match="neither beir, miracl, mkqa nor an existing folder"):
+    with pytest.raises(DataError, match="neither beir, miracl, mkqa, beir:<name>"):
         load_benchmark("/no/such/folder")
 
 
@@ -103,3 +108,45 @@ def test_unknown_language_is_an_error():
         load_benchmark(FIXTURES / "mkqa", langs=["xx"])
     with pytest.raises(DataError, match="no MIRACL language fr"):
         load_benchmark(FIXTURES / "miracl", langs=["fr"])
+
+
+class FakeResponse(io.BytesIO):
+    headers: ClassVar[dict] = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def test_public_beir_copy_is_downloaded_once_then_read_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("TDRO_CACHE_DIR", str(tmp_path / "cache"))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zipped:
+        for path in (FIXTURES / "beir" / "tinyfacts").rglob("*"):
+            if path.is_file():
+                zipped.write(path, f"tinyfacts/{path.relative_to(FIXTURES / 'beir' / 'tinyfacts')}")
+    calls = []
+
+    def fake_urlopen(url, timeout):
+        calls.append(url)
+        return FakeResponse(buffer.getvalue())
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    bench = load_benchmark("beir:tinyfacts")
+    assert calls == ["https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/tinyfacts.zip"]
+    assert bench.kind == "beir" and len(bench.collections[0].corpus) == 12
+    load_benchmark("beir:tinyfacts")
+    assert len(calls) == 1  # cached
+
+
+def test_offline_download_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("TDRO_CACHE_DIR", str(tmp_path / "cache"))
+
+    def offline(url, timeout):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(DataError, match=r"Could not download BEIR dataset 'scifact'.*pass the folder"):
+        load_benchmark("beir:scifact")

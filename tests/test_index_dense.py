@@ -138,3 +138,28 @@ def test_manifest_is_written_and_search_params_persist(data, tmp_path):
     assert {"created", "normalized", "dimension", "metric", "index_type"} <= set(manifest)
     loaded = DenseIndex.load(tmp_path / "idx")
     assert loaded.search(queries, 5)[1] == index.search(queries, 5)[1]
+
+
+@pytest.mark.gpu
+def test_gpu_clone_gives_the_cpu_results(data):
+    from tdro_suite.index.factory import gpu_count
+
+    if gpu_count() == 0:
+        pytest.skip("FAISS sees no GPU (faiss-cpu build or no CUDA device): indexes stay on the CPU")
+    docs, ids, queries = data
+    index = DenseIndex.build(docs, ids, index_type="flat")
+    scores, found = index.search(queries, 10)
+    assert index._gpu is not None  # the search ran on the GPU clone
+    cpu_scores, cpu_found = index._index.search(queries, 10)
+    np.testing.assert_allclose(scores, cpu_scores, atol=1e-4)
+    assert found == [[ids[i] for i in row] for row in cpu_found]
+
+
+def test_cpu_only_faiss_keeps_the_cpu_index(data):
+    from tdro_suite.index.factory import gpu_count, to_gpus
+
+    if gpu_count():
+        pytest.skip("a GPU is visible")
+    docs, ids, _ = data
+    index = DenseIndex.build(docs[:10], ids[:10])
+    assert to_gpus(index._index) is None and index._searcher() is index._index

@@ -387,17 +387,24 @@ def detect_kind(path: Path) -> str:
 def load_benchmark(
     bench: str | Path, *, split: str | None = None, langs: list[str] | None = None
 ) -> Benchmark:
-    """`beir` / `miracl` / `mkqa` (the bundled copies) or a PATH in one of the official layouts.
+    """`beir` / `miracl` / `mkqa` (the bundled copies), `beir:<name>` (public copy, fetched when online)
+    or a PATH in one of the official layouts.
 
     `langs` picks MIRACL / MKQA languages or BEIR dataset names; `split` defaults to BEIR test, MIRACL dev.
     """
     text = str(bench)
     if text in KINDS:
         kind, path = text, bundled_dir(text)
+    elif text.startswith("beir:"):  # the public copy, downloaded once when online
+        from tdro_suite.evaluation.download import fetch_beir
+
+        kind, path = "beir", fetch_beir(text.removeprefix("beir:"))
     else:
         path = Path(text).expanduser()
         if not path.exists():
-            raise DataError(f"Benchmark '{text}' is neither {', '.join(KINDS)} nor an existing folder.")
+            raise DataError(
+            f"Benchmark '{text}' is neither {', '.join(KINDS)}, beir:<name> (downloaded), nor an existing folder."
+        )
         kind = detect_kind(path)
     split = split or DEFAULT_SPLIT[kind]
     if kind == "beir":
