@@ -79,13 +79,34 @@ class CodeUnit:
 _SKIP_STDLIB = ("test", "tests", "idlelib", "lib2to3", "site-packages", "tkinter", "turtledemo", "ensurepip")
 
 
-def _strip_docstring(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, source: str) -> str | None:
-    segment = ast.get_source_segment(source, node)
+_LINE = re.compile(r"(.*?(?:\r\n|\n|\r|$))")
+
+
+def _source_lines(source: str) -> list[str]:
+    """Lines with their endings, split as the Python parser does (what `ast.get_source_segment` uses)."""
+    return [m[0] for m in _LINE.finditer(source)]
+
+
+def _segment(lines: list[str], node: ast.AST) -> str | None:
+    """`ast.get_source_segment` over lines split once per file (it re-splits the whole file on every call)."""
+    end_lineno, end_col = getattr(node, "end_lineno", None), getattr(node, "end_col_offset", None)
+    if end_lineno is None or end_col is None:
+        return None
+    first, last, col = node.lineno - 1, end_lineno - 1, node.col_offset
+    if first == last:
+        return lines[first].encode()[col:end_col].decode()
+    head = lines[first].encode()[col:].decode()
+    tail = lines[last].encode()[:end_col].decode()
+    return "".join([head, *lines[first + 1 : last], tail])
+
+
+def _strip_docstring(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, source: list[str]) -> str | None:
+    segment = _segment(source, node)
     if segment is None:
         return None
     body = node.body
     if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
-        doc = ast.get_source_segment(source, body[0])
+        doc = _segment(source, body[0])
         if doc:
             segment = segment.replace(doc, "", 1)
     lines = [line for line in segment.splitlines() if line.strip()]
@@ -104,6 +125,7 @@ def stdlib_code_units() -> list[CodeUnit]:
         try:
             source = path.read_text(encoding="utf-8")
             tree = ast.parse(source)
+            lines = _source_lines(source)
         except (SyntaxError, UnicodeDecodeError):
             continue
         for node in tree.body:
@@ -123,7 +145,7 @@ def stdlib_code_units() -> list[CodeUnit]:
                 if not doc:
                     continue
                 summary = " ".join(doc.strip().split("\n\n")[0].split())
-                code = _strip_docstring(member, source)
+                code = _strip_docstring(member, lines)
                 if code and len(summary.split()) >= 4 and len(code.split()) >= 8:
                     units.append(CodeUnit(module, qualname, summary, code))
     return units
