@@ -123,3 +123,18 @@ def test_through_datasets_local_file(tmp_path: Path) -> None:
     assert report.counts == {"empty_positives": 1}
     with pytest.raises(DataError, match=r"b\.jsonl:2: field 'positive_passages'"):
         list(iter_dataset_examples(bad))
+
+
+def test_not_utf8_and_broken_gzip_are_data_errors(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(json.dumps(_record(0)).encode() + b"\n" + '{"query": "café"}'.encode("latin-1") + b"\n")
+    with pytest.raises(DataError, match=r"latin\.jsonl:\d+: not UTF-8"):
+        list(iter_examples(latin))
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(gzip.compress(("\n".join(json.dumps(_record(i)) for i in range(50)) + "\n").encode())[:-30])
+    with pytest.raises(DataError, match=r"broken\.jsonl\.gz: cannot be read after line \d+"):
+        list(iter_examples(broken))
+    not_gzip = tmp_path / "plain.jsonl.gz"
+    not_gzip.write_text(json.dumps(_record(0)) + "\n")
+    with pytest.raises(DataError, match="cannot be read after line 0"):
+        list(iter_examples(not_gzip))

@@ -174,22 +174,24 @@ def iter_records(
 
 
 def _decoded_lines(path: Path) -> Iterator[tuple[str, Any]]:
+    lineno = 0
     with open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield (
-                    where,
-                    InvalidLineError(
+        try:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{lineno}"
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    obj = InvalidLineError(
                         where, None, f"not valid JSON ({exc.msg} at column {exc.colno})", "malformed_json"
-                    ),
-                )
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{where}: not UTF-8 text ({exc.reason}).") from None
+                    )
+                yield where, obj
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}:{lineno + 1}: not UTF-8 text ({exc.reason}).") from None
+        except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError; EOFError: truncated .gz
+            raise DataError(f"{path}: cannot be read after line {lineno} ({type(exc).__name__}: {exc}).") from None
 
 
 def iter_examples(
