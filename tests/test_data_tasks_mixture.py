@@ -132,5 +132,9 @@ def test_hf_task_through_datasets(tmp_path: Path) -> None:
     tasks = load_tasks([f"hf:{path}"])
     assert tasks[0].name == "local" and tasks[0].path == f"hf:{path}"
     assert [e.query for e in load_task_examples(tasks[0])] == ["q0", "q1", "q2"]
+    write_manifest(tmp_path / "tasks.json", [TaskInfo(name="remote", path=f"hf:{path}@train", languages=["en"])])
+    assert json.loads((tmp_path / "tasks.json").read_text())[0]["path"] == f"hf:{path}@train"
+    from_manifest = load_tasks([tmp_path / "tasks.json"])[0]
+    assert len(load_task_examples(from_manifest)) == 3
     with pytest.raises(DataError, match="could not open with datasets"):
         load_task_examples(load_tasks(["hf:no-such-owner/no-such-dataset-xyz@train"])[0])

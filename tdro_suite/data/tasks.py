@@ -66,11 +66,12 @@ def _task_from_record(record: Any, manifest: Path, index: int) -> TaskInfo:
             raise DataError(f"{where}: field '{key}' must be {allowed[0].__name__}, got {type(value).__name__}.")
     if not all(isinstance(lang, str) for lang in record.get("languages", [])):
         raise DataError(f"{where}: field 'languages' must be a list of strings.")
-    data_path = (manifest.parent / record["path"]).resolve()
-    if not data_path.is_file():
-        raise DataError(f"{where} ('{record['name']}'): field 'path': file {data_path} does not exist.")
     values = dict(record)
-    values["path"] = str(data_path)
+    if not record["path"].startswith(HF_PREFIX):  # hf:NAME[@SPLIT] is streamed through `datasets`
+        data_path = (manifest.parent / record["path"]).resolve()
+        if not data_path.is_file():
+            raise DataError(f"{where} ('{record['name']}'): field 'path': file {data_path} does not exist.")
+        values["path"] = str(data_path)
     return TaskInfo(**values)
 
 
@@ -96,7 +97,8 @@ def write_manifest(path: str | Path, tasks: Iterable[TaskInfo]) -> None:
     records = []
     for task in tasks:
         record = asdict(task)
-        record["path"] = Path(os.path.relpath(Path(task.path).resolve(), manifest.parent.resolve())).as_posix()
+        if not task.path.startswith(HF_PREFIX):
+            record["path"] = Path(os.path.relpath(Path(task.path).resolve(), manifest.parent.resolve())).as_posix()
         records.append(record)
     atomic_write_json(manifest, records)
 
