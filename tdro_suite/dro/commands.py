@@ -14,11 +14,11 @@ from tdro_suite.dro.config import OptimizeConfig
 def optimize(
     data: list[Path] = typer.Argument(
         None,
-        help="Task manifests (tasks.json), folders or .jsonl(.gz) files [the bundled mixture].",
+        help="Task manifests (tasks.json), folders or .jsonl(.gz) files (default: the bundled mixture).",
         show_default=False,
     ),
     config: Path = typer.Option(None, "--config", "-c", help="YAML file with any of the options below."),
-    model: str = typer.Option(None, "--model", "-m", help="Base model the proxy starts from [minilm]."),
+    model: str = typer.Option(None, "--model", "-m", help="Base model the proxy starts from (default: minilm)."),
     reference: str = typer.Option(
         None, "--reference", help="Frozen reference: a model fine-tuned on the uniform mixture."
     ),
@@ -26,21 +26,21 @@ def optimize(
         None, "--train-reference/--no-train-reference", help="Fine-tune the reference here first (uniform mixture)."
     ),
     reference_config: Path = typer.Option(
-        None, "--reference-config", help="Finetune YAML used by --train-reference [the finetune defaults]."
+        None, "--reference-config", help="Finetune YAML used by --train-reference (default: the finetune defaults)."
     ),
-    output_dir: Path = typer.Option(None, "--output-dir", "-o", help="Run folder [runs/optimize]."),
+    output_dir: Path = typer.Option(None, "--output-dir", "-o", help="Run folder (default: runs/optimize)."),
     measure: str = typer.Option(None, "--measure", help="relative (tDRO) | loss (GroupDRO) | excess (DoReMi)."),
-    steps: int = typer.Option(None, "--steps", help="Optimizer steps [1000]."),
+    steps: int = typer.Option(None, "--steps", help="Optimizer steps (default: 1000)."),
     batch_size: int = typer.Option(None, "--batch-size", help="Global batch (all processes, all micro-batches)."),
     grad_accumulation: int = typer.Option(None, "--grad-accumulation", help="Micro-batches per optimizer step."),
-    hard_negatives: int = typer.Option(None, "--hard-negatives", help="Hard negatives per query [7]."),
-    step_size: float = typer.Option(None, "--step-size", help="Weight step size η [0.02]."),
-    temperature: float = typer.Option(None, "--temperature", help="InfoNCE temperature τ [0.002]."),
-    learning_rate: float = typer.Option(None, "--learning-rate", "--lr", help="Proxy AdamW learning rate [1e-4]."),
+    hard_negatives: int = typer.Option(None, "--hard-negatives", help="Hard negatives per query (default: 7)."),
+    step_size: float = typer.Option(None, "--step-size", help="Weight step size η (default: 0.02)."),
+    temperature: float = typer.Option(None, "--temperature", help="InfoNCE temperature τ (default: 0.002)."),
+    learning_rate: float = typer.Option(None, "--learning-rate", "--lr", help="Proxy AdamW lr (default: 1e-4)."),
     weights_output: str = typer.Option(None, "--weights-output", help="final | mean | ema: what weights.json holds."),
-    initial_weights: Path = typer.Option(None, "--initial-weights", help="Start from this mixture file [uniform]."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... [auto]."),
-    seed: int = typer.Option(None, "--seed", help="Seed of batch draws and initialisation [42]."),
+    initial_weights: Path = typer.Option(None, "--initial-weights", help="Initial weights (default: uniform)."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: auto)."),
+    seed: int = typer.Option(None, "--seed", help="Seed of batch draws and initialisation (default: 42)."),
     save_every: int = typer.Option(None, "--save-every", help="Checkpoint every N steps (0: only at the end)."),
     resume: bool = typer.Option(None, "--resume/--no-resume", help="Continue from the run folder's checkpoint."),
     overwrite: bool = typer.Option(None, "--overwrite", help="Start over in a run folder that holds a run."),

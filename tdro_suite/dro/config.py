@@ -20,7 +20,7 @@ class OptimizeConfig(CommandConfig):
     model: str = "minilm"
     reference: str | None = None
     train_reference: bool = False
-    reference_config: str | None = None
+    reference_config: str | None = Field(None, description="Finetune YAML for train_reference (uniform mixture).")
     output_dir: str = "runs/optimize"
     overwrite: bool = False
     save_proxy: bool = False
@@ -46,7 +46,7 @@ class OptimizeConfig(CommandConfig):
     learning_rate: PositiveFloat = 1e-4
     weight_decay: NonNegativeFloat = 0.0
     warmup_steps: NonNegativeInt = 0
-    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0, description="Cosine decays to learning_rate × this.")
     max_grad_norm: PositiveFloat | None = 1.0
     lora: bool = False
     lora_rank: PositiveInt = 16

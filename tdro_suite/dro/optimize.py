@@ -35,6 +35,7 @@ from tdro_suite.dro.group_weights import GroupWeights
 from tdro_suite.dro.step import Lengths, PairEncoder, StepStats, tdro_step
 from tdro_suite.modeling.distributed import rank, world_size
 from tdro_suite.modeling.encoder import Encoder
+from tdro_suite.train.optim import build_optimizer, build_scheduler
 
 
 @contextmanager
@@ -111,22 +112,6 @@ def _load_models(
         reference.eval()
         reference.requires_grad_(False)
     return proxy, reference
-
-
-def build_optimizer(cfg: OptimizeConfig, model: torch.nn.Module) -> tuple[torch.optim.Optimizer, Any]:
-    """AdamW over the trainable parameters with a warmup + cosine/linear/constant schedule, as fine-tuning."""
-    from transformers import get_scheduler
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.learning_rate,
-    )
-    name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[cfg.scheduler]
-    scheduler = get_scheduler(name, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps)
-    return optimizer, scheduler
 
 
 def _prepare_run_dir(cfg: OptimizeConfig) -> Path:
@@ -228,7 +213,8 @@ def run_optimize(cfg: OptimizeConfig, *, console: Console | None = None) -> Path
             model = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
             )
-        optimizer, scheduler = build_optimizer(cfg, proxy)
+        optimizer = build_optimizer(proxy, cfg.learning_rate, cfg.weight_decay)
+        scheduler = build_scheduler(optimizer, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
         group_weights = GroupWeights(
             len(tasks),
             step_size=cfg.step_size,
