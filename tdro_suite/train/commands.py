@@ -82,7 +82,12 @@ def finetune(
         },
     )
     result = run_finetune(cfg, console=Console())
-    Console().print(f"Output: {result}", highlight=False)
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.is_main_process:
+        Console().print(f"Output: {result}", highlight=False)
+    state.destroy_process_group()  # the command is the process's last work: leave the group cleanly
 
 
 def register(app: typer.Typer) -> None:
