@@ -15,6 +15,7 @@ from rich.console import Console
 from tdro_suite import __version__
 from tdro_suite.common.errors import TdroError
 from tdro_suite.data import commands as data_commands
+from tdro_suite.dro import commands as dro_commands
 from tdro_suite.evaluation import commands as eval_commands
 from tdro_suite.index import commands as index_commands
 from tdro_suite.modeling import commands as modeling_commands
@@ -46,6 +47,7 @@ def _root(
 
 # --- command registration (one line per stage; keep the order of the pipeline) ---
 data_commands.register(app)
+dro_commands.register(app)
 modeling_commands.register(app)
 train_commands.register(app)
 index_commands.register(app)
