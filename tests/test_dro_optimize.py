@@ -19,6 +19,7 @@ from tdro_suite.common.errors import ConfigError, DataError
 from tdro_suite.config import load_config
 from tdro_suite.data.mixture import read_mixture
 from tdro_suite.dro import optimize as optimize_module
+from tdro_suite.dro.checkpoint import CheckpointError
 from tdro_suite.dro.config import OptimizeConfig
 from tdro_suite.dro.optimize import run_optimize
 from tdro_suite.dro.outputs import read_trajectory
@@ -156,10 +157,14 @@ def test_accumulation_replays_dropout_masks(setup: dict, tiny_encoder_dir: Path,
 
 
 def test_existing_run_needs_resume_or_overwrite(setup: dict, tmp_path: Path) -> None:
-    run_optimize(_cfg(setup, tmp_path / "run", steps=1), console=QUIET)
+    run_optimize(_cfg(setup, tmp_path / "run", steps=2), console=QUIET)
     with pytest.raises(ConfigError, match="already holds a tDRO run"):
-        run_optimize(_cfg(setup, tmp_path / "run", steps=1, resume=False), console=QUIET)
-    run_optimize(_cfg(setup, tmp_path / "run", steps=1, resume=False, overwrite=True), console=QUIET)
+        run_optimize(_cfg(setup, tmp_path / "run", steps=2, resume=False), console=QUIET)
+    with pytest.raises(CheckpointError, match=r"step_size: 0.5 → 0.25"):
+        run_optimize(_cfg(setup, tmp_path / "run", steps=2, step_size=0.25), console=QUIET)
+    # overwrite starts over (not a resume, so other settings are fine): a fresh 3-step trajectory
+    run = run_optimize(_cfg(setup, tmp_path / "run", steps=3, step_size=0.25, overwrite=True), console=QUIET)
+    assert [r["step"] for r in read_trajectory(run / "trajectory.csv")] == [1, 2, 3]
 
 
 def test_user_errors_are_clear(setup: dict, tmp_path: Path) -> None:

@@ -75,8 +75,21 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any]) -> Path:
     return target
 
 
-def load_checkpoint(path: Path, task_names: list[str]) -> dict[str, Any]:
-    """Read a checkpoint made for the same tasks (in the same order)."""
+# What may change between an interrupted run and its resumption without changing the result:
+# the process count and gradient accumulation (the step is invariant to both), bookkeeping options.
+RESUME_MAY_CHANGE = frozenset(
+    {"grad_accumulation", "device", "output_dir", "overwrite", "resume", "save_every", "log_every", "save_proxy",
+     "data", "reference", "train_reference", "reference_config", "weights_output", "gradient_checkpointing"}
+)
+
+
+def fingerprint(config: dict[str, Any]) -> dict[str, Any]:
+    """The config values a resumed run must share with the interrupted one."""
+    return {k: v for k, v in sorted(config.items()) if k not in RESUME_MAY_CHANGE}
+
+
+def load_checkpoint(path: Path, task_names: list[str], config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Read a checkpoint made for the same tasks (in the same order) and, given `config`, the same settings."""
     try:
         state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
     except Exception as exc:
@@ -86,4 +99,13 @@ def load_checkpoint(path: Path, task_names: list[str]) -> dict[str, Any]:
             f"Checkpoint {path} was made for tasks {state.get('task_names')}, this run has {task_names}; "
             "use another output_dir or set resume: false with overwrite: true."
         )
+    if config is not None:
+        saved, current = state.get("fingerprint", {}), fingerprint(config)
+        changed = [k for k in current if saved.get(k) != current[k]]
+        if changed:
+            details = ", ".join(f"{k}: {saved.get(k)!r} → {current[k]!r}" for k in changed)
+            raise CheckpointError(
+                f"Cannot resume from {path}: settings differ from the interrupted run ({details}). "
+                "Resume with the same settings, or start over (resume: false, overwrite: true)."
+            )
     return state

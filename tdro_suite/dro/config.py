@@ -22,7 +22,7 @@ class OptimizeConfig(CommandConfig):
     train_reference: bool = False
     reference_config: str | None = Field(None, description="Finetune YAML for train_reference (uniform mixture).")
     output_dir: str = "runs/optimize"
-    overwrite: bool = False
+    overwrite: bool = Field(False, description="Restart tDRO in a run folder that holds a run (keeps RUN/reference).")
     save_proxy: bool = False
 
     # --- group weights

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,7 @@ from tdro_suite.dro import outputs
 from tdro_suite.dro.batches import TaskData, draw_global_batch, load_task_data, local_micro_batches
 from tdro_suite.dro.config import OptimizeConfig
 from tdro_suite.dro.group_weights import GroupWeights
+from tdro_suite.dro.measures import needs_reference
 from tdro_suite.dro.step import Lengths, PairEncoder, StepStats, tdro_step
 from tdro_suite.modeling.distributed import rank, world_size
 from tdro_suite.modeling.encoder import Encoder
@@ -88,6 +90,8 @@ def initial_weights(cfg: OptimizeConfig, tasks: Sequence[TaskInfo]) -> list[floa
 
 def reference_model_path(cfg: OptimizeConfig, run_dir: Path, tasks: Sequence[TaskInfo], console: Console) -> str | None:
     """The frozen reference: `reference`, or a model fine-tuned here with the uniform mixture."""
+    if not needs_reference(cfg.measure):
+        return None  # GroupDRO's measure uses the proxy loss alone
     if cfg.reference:
         return cfg.reference
     if not cfg.train_reference:
@@ -114,10 +118,15 @@ def _load_models(
     return proxy, reference
 
 
-def _prepare_run_dir(cfg: OptimizeConfig) -> Path:
+def _prepare_run_dir(cfg: OptimizeConfig, is_main: bool) -> Path:
+    """Refuse to mix runs: an existing run is resumed (`resume`), restarted (`overwrite`), or an error."""
     run_dir = Path(cfg.output_dir)
     has_results = (run_dir / "weights.json").exists() or ckpt.latest_checkpoint(run_dir) is not None
-    if has_results and not cfg.resume and not cfg.overwrite:
+    if has_results and cfg.overwrite:
+        if is_main:  # start tDRO over; a trained reference in RUN/reference is kept and reused
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        _barrier()
+    elif has_results and not cfg.resume:
         raise ConfigError(
             f"Run folder {run_dir} already holds a tDRO run; set resume: true to continue it, "
             "overwrite: true to start over, or choose another output_dir."
@@ -185,13 +194,13 @@ def _progress(console: Console, disable: bool) -> Progress:
 def run_optimize(cfg: OptimizeConfig, *, console: Console | None = None) -> Path:
     """Run tDRO end to end and return the run folder (RUN/weights.json is the main result)."""
     console = console or Console(stderr=True)
-    run_dir = _prepare_run_dir(cfg)
     tasks = resolve_tasks(cfg)
     names = [t.name for t in tasks]
     start = initial_weights(cfg, tasks)
     with distributed_context(cfg.device) as device:
         is_main = rank() == 0
         out = console if is_main else Console(quiet=True)
+        run_dir = _prepare_run_dir(cfg, is_main)
         world = world_size()
         if cfg.batch_size % (world * cfg.grad_accumulation):
             raise ConfigError(
@@ -204,7 +213,7 @@ def run_optimize(cfg: OptimizeConfig, *, console: Console | None = None) -> Path
         tasks = [t.info for t in task_data]
         reference_path = reference_model_path(cfg, run_dir, tasks, out)
         torch.manual_seed(cfg.seed)
-        proxy, reference = _load_models(cfg, reference_path if cfg.measure != "loss" else None, device)
+        proxy, reference = _load_models(cfg, reference_path, device)
         model: torch.nn.Module = PairEncoder(proxy)
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -227,7 +236,7 @@ def run_optimize(cfg: OptimizeConfig, *, console: Console | None = None) -> Path
         step = 0
         latest = ckpt.latest_checkpoint(run_dir) if cfg.resume else None
         if latest is not None:
-            state = ckpt.load_checkpoint(latest, names)
+            state = ckpt.load_checkpoint(latest, names, cfg.model_dump())
             proxy.load_state_dict(state["proxy"], strict=False)
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -241,6 +250,7 @@ def run_optimize(cfg: OptimizeConfig, *, console: Console | None = None) -> Path
         def checkpoint_state() -> dict[str, Any]:
             return {
                 "task_names": names,
+                "fingerprint": ckpt.fingerprint(cfg.model_dump()),
                 "proxy": ckpt.trainable_state(proxy),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
