@@ -57,6 +57,7 @@ def run_server(settings: ServeSettings) -> None:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        access_log=settings.access_log,
         server_header=False,
     )
 
@@ -88,6 +89,7 @@ def register(app: typer.Typer) -> None:
         ),
         cors_origin: list[str] | None = typer.Option(None, "--cors-origin", help="Allowed CORS origin (repeat)."),
         log_level: str | None = typer.Option(None, "--log-level", help="debug, info, warning, error."),
+        access_log: bool | None = typer.Option(None, "--access-log/--no-access-log", help="A log line per request."),
     ) -> None:
         """Serve OpenAI-compatible embeddings and dense search (dynamic batching, auth, metrics)."""
         overrides = {
@@ -107,5 +109,6 @@ def register(app: typer.Typer) -> None:
             "truncate": truncate,
             "cors_origins": cors_origin or None,
             "log_level": log_level,
+            "access_log": access_log,
         }
         run_server(load_serve_settings(config, overrides))

@@ -47,6 +47,7 @@ class ServeSettings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, description="uvicorn worker processes (documents are read-only when > 1).")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    access_log: bool = Field(True, description="uvicorn's line per request (off for benchmarks).")
 
     # Security
     api_key: SecretStr | None = Field(None, description="Bearer key required on /v1/*; none = open.")
