@@ -55,7 +55,8 @@ def test_two_ranks_give_the_loss_and_gradients_of_one_process_on_the_whole_batch
 def test_two_process_finetune_draws_one_task_per_step_on_every_rank_and_matches_one_process(
     tmp_path: Path, tiny_encoder_dir: Path
 ) -> None:
-    """2 ranks × 4 queries vs 1 process × 8 queries (dropout off): same tasks, same examples, same losses."""
+    """2 ranks × 4 queries (with GradCache in chunks of 3 texts) vs 1 process × 8 queries, plain (dropout off):
+    same tasks, same examples, same losses."""
     import json
 
     from test_gradcache import zero_dropout_copy
@@ -69,7 +70,8 @@ def test_two_process_finetune_draws_one_task_per_step_on_every_rank_and_matches_
     data = write_tasks(tmp_path / "data", per_task=10)
     common = dict(model=str(model), data=[str(data)], max_steps=5, hard_negatives=1, query_max_length=16,
                   passage_max_length=16, learning_rate=1e-3, temperature=0.05, progress=False)
-    two = FinetuneConfig(**common, per_device_batch_size=4, output_dir=str(tmp_path / "two"))
+    two = FinetuneConfig(**common, per_device_batch_size=4, output_dir=str(tmp_path / "two"), gradcache=True,
+                         gradcache_chunk_size=3)
     torchrun("finetune_run.py", json.dumps(two.model_dump()), str(tmp_path))
     run_finetune(FinetuneConfig(**common, per_device_batch_size=8, output_dir=str(tmp_path / "one")))
 
@@ -80,6 +82,7 @@ def test_two_process_finetune_draws_one_task_per_step_on_every_rank_and_matches_
     twos = read_metrics(tmp_path / "two" / "metrics.jsonl")
     assert [r["task"] for r in twos] == [r["task"] for r in one]
     assert len({r["task"] for r in one}) > 1  # the run did switch tasks
-    # cross-device negatives make the 2-process loss the 1-process loss on the concatenated batch
+    # cross-device negatives (and GradCache under DDP) make the 2-process losses those of 1 process on the
+    # concatenated batch, step after step, so the updates agree too
     assert [r["loss"] for r in twos] == pytest.approx([r["loss"] for r in one], abs=2e-5)
     assert (tmp_path / "two" / "model" / "model.safetensors").is_file()

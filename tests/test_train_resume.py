@@ -20,7 +20,7 @@ from tdro_suite.train.config import FinetuneConfig
 from tdro_suite.train.finetune import run_finetune
 from tdro_suite.train.metrics import read_metrics
 
-STEPS = 6
+STEPS = 4
 
 
 def _config(tiny_encoder_dir: Path, data: Path, out: Path, **kw) -> FinetuneConfig:
