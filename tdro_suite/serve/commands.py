@@ -83,6 +83,9 @@ def register(app: typer.Typer) -> None:
         max_length: int | None = typer.Option(None, "--max-length", help="Tokens per input (default: model's)."),
         max_batch_size: int | None = typer.Option(None, "--max-batch-size", help="Inputs per model call."),
         max_batch_tokens: int | None = typer.Option(None, "--max-batch-tokens", help="Padded tokens per call."),
+        forward_batch_size: int | None = typer.Option(
+            None, "--forward-batch-size", help="Inputs per forward pass (length-sorted) inside a model call."
+        ),
         max_queue_inputs: int | None = typer.Option(None, "--max-queue-inputs", help="Queue bound (then 429)."),
         truncate: bool | None = typer.Option(
             None, "--truncate/--no-truncate", help="Truncate over-long inputs, or answer 413."
@@ -106,6 +109,7 @@ def register(app: typer.Typer) -> None:
             "max_batch_size": max_batch_size,
             "max_batch_tokens": max_batch_tokens,
             "max_queue_inputs": max_queue_inputs,
+            "forward_batch_size": forward_batch_size,
             "truncate": truncate,
             "cors_origins": cors_origin or None,
             "log_level": log_level,

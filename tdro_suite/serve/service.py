@@ -135,7 +135,8 @@ class Service:
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         assert self.encoder is not None
-        return self.encoder.encode(texts, batch_size=len(texts), show_progress=False)
+        # encode() sorts the batch by length, so each forward pass pads only to its own longest text
+        return self.encoder.encode(texts, batch_size=self.settings.forward_batch_size, show_progress=False)
 
     def require_ready(self) -> Encoder:
         if self.state != "ready" or self.encoder is None:
