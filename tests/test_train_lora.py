@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -13,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "dist_scripts"))
 from train_data import write_tasks
 
 from tdro_suite.cli import app
+from tdro_suite.common.errors import ConfigError
 from tdro_suite.modeling import Encoder
 from tdro_suite.train.config import FinetuneConfig
 from tdro_suite.train.finetune import run_finetune
@@ -59,3 +62,24 @@ def test_lora_adapter_export_loads_onto_its_base(tmp_path: Path, tiny_decoder_di
     assert (out / "adapter_config.json").is_file()
     adapter = Encoder.from_pretrained(out, device="cpu")
     assert adapter.encode(TEXTS).shape == (3, 32)
+
+
+def test_bf16_is_refused_on_cpu_with_a_clear_error(tmp_path: Path, tiny_decoder_dir: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: bf16 is allowed")
+    with pytest.raises(ConfigError, match="bf16"):
+        run_finetune(FinetuneConfig(model=str(tiny_decoder_dir), data=[str(tmp_path)], precision="bf16"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bf16_lora_finetune_on_gpu(tmp_path: Path, tiny_decoder_dir: Path) -> None:
+    data = write_tasks(tmp_path / "data", per_task=8)
+    out = run_finetune(FinetuneConfig(
+        model=str(tiny_decoder_dir), data=[str(data)], output_dir=str(tmp_path / "run"), max_steps=3,
+        lora=True, lora_rank=4, gradient_checkpointing=True, per_device_batch_size=4, query_max_length=24,
+        passage_max_length=24, learning_rate=5e-3, progress=False, precision="auto",
+    ))
+    losses = [r["loss"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")]
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    assert Encoder.from_pretrained(out, device="cpu").encode(TEXTS).shape == (3, 32)

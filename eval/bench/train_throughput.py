@@ -6,7 +6,7 @@ after the other. Both train on in-batch + hard negatives over 2·B candidates pe
 step of each (warm-up: allocator, lazy init) is excluded; samples/s counts queries per second of
 optimizer steps, data preparation and tokenisation included for both.
 
-    .venv/bin/python eval/bench/train_throughput.py [--steps 12] [--batch-size 16] [--max-length 96]
+    .venv/bin/python eval/bench/train_throughput.py [--steps 12] [--batch-size 16] [--max-length 96] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -91,6 +92,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=96)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="alternate ours / sentence-transformers this many times (median), to even out load drift")
     parser.add_argument("--output", type=Path, default=None, help="also write the numbers as JSON here")
     args = parser.parse_args()
 
@@ -101,15 +104,19 @@ def main() -> None:
     data_file = train_dir() / f"{args.task}.jsonl.gz"
     if not data_file.is_file():
         sys.exit(f"no bundled task {args.task!r} at {data_file}")
-    with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
-        work = Path(tmp)
-        ours_sps = ours(data_file, args, work)
-        st_sps = sentence_transformers_baseline(data_file, args, work)
+    ours_runs, st_runs = [], []
+    for repeat in range(args.repeats):
+        with tempfile.TemporaryDirectory(prefix=f"train-bench-{repeat}-") as tmp:
+            ours_runs.append(ours(data_file, args, Path(tmp)))
+            st_runs.append(sentence_transformers_baseline(data_file, args, Path(tmp)))
+    ours_sps, st_sps = statistics.median(ours_runs), statistics.median(st_runs)
     result = {
         "task": args.task, "steps_timed": args.steps - 1, "batch_size": args.batch_size,
         "max_length": args.max_length, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "ours_samples_per_s": round(ours_sps, 2), "sentence_transformers_samples_per_s": round(st_sps, 2),
         "ratio_ours_over_st": round(ours_sps / st_sps, 3),
+        "runs_ours": [round(x, 2) for x in ours_runs], "runs_st": [round(x, 2) for x in st_runs],
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(result, indent=2))
     print(f"ours {ours_sps:.2f} samples/s | sentence-transformers {st_sps:.2f} samples/s | "
