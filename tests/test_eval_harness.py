@@ -128,3 +128,12 @@ def test_cli_errors_are_one_clear_line(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         main()
     assert "k_values" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs" / "eval").glob("*.yaml")))
+def test_shipped_eval_configs_validate(path):
+    from tdro_suite.config import load_config
+    from tdro_suite.evaluation.config import EvalConfig
+
+    cfg = load_config(EvalConfig, path)
+    assert cfg.bench in ("beir", "miracl", "mkqa") and cfg.model == "minilm"
