@@ -98,7 +98,7 @@ class TaskPlan:
     candidates: list[Candidate]
     index: BM25Index | None = None  # shared index when several tasks mine the same pool
     eligible: list[bool] | None = None  # pool passages allowed as negatives (None: all)
-    map_negative: Callable[[int], Passage] | None = None  # pool index → passage written (cross-lingual)
+    written_as: Callable[[int], Passage] | None = None  # pool index → passage written (cross-lingual tasks)
     stats: dict = field(default_factory=dict)
 
 
@@ -131,10 +131,11 @@ def build_beir_nave(kjv: dict[str, str], nave: list[src.NaveQuery], seed: int) -
         for q in fresh:
             seen_text.add(normalize_text(q.text))
             queries.append(q)
-    judged = sorted({v for q in queries for v in q.verses}, key=list(kjv).index)
-    others = [v for v in kjv if v not in set(judged)]
-    extra = rng.sample(others, MAX_BEIR_CORPUS - len(judged))
     order = {v: i for i, v in enumerate(kjv)}
+    judged = sorted({v for q in queries for v in q.verses}, key=order.__getitem__)
+    judged_set = set(judged)
+    others = [v for v in kjv if v not in judged_set]
+    extra = rng.sample(others, MAX_BEIR_CORPUS - len(judged))
     corpus_ids = sorted(set(judged) | set(extra), key=order.__getitem__)
     return {
         "queries": [(f"nave-{i}", q.text, q.verses) for i, q in enumerate(queries)],
@@ -347,7 +348,7 @@ def bible_tasks(
             es_candidates,
             index=index,
             eligible=eligible,
-            map_negative=to_spanish,
+            written_as=to_spanish,
         )
     )
     parallel = [Candidate(kjv[v], v, {v}, kjv[v]) for v in aligned]  # query English, positive its Spanish
@@ -367,7 +368,7 @@ def bible_tasks(
             parallel,
             index=index,
             eligible=eligible,
-            map_negative=to_spanish,
+            written_as=to_spanish,
         )
     )
     related = []
@@ -442,7 +443,7 @@ def realise(plan: TaskPlan, seed: int) -> list[TrainExample]:
         eligible=plan.eligible,
         fallback_texts=[plan.pool[position[c.positive]].full_text() for c in candidates],
     )
-    written = plan.map_negative or (lambda i: plan.pool[i])
+    written = plan.written_as or (lambda i: plan.pool[i])
     examples = [
         TrainExample(
             query_id=f"{plan.info.name}-{n}",
