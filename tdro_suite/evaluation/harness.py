@@ -46,7 +46,7 @@ from tdro_suite.evaluation.benchmarks import Benchmark, Collection, load_benchma
 from tdro_suite.evaluation.metrics import evaluate_run
 from tdro_suite.index.corpus import corpus_hash
 from tdro_suite.index.dense_index import DenseIndex
-from tdro_suite.index.encode import DEFAULT_SHARD_SIZE, DistInfo, encode_corpus, encoder_fingerprint
+from tdro_suite.index.encode import DEFAULT_SHARD_SIZE, DistInfo, encode_shards, encoder_fingerprint, load_shards
 
 log = logging.getLogger(__name__)
 
@@ -129,14 +129,13 @@ def evaluate_collection(
     show_progress: bool,
 ) -> dict[str, Any]:
     """Encode (or reuse) the corpus, index it, search the queries, score the ranking."""
-    digest = corpus_hash(collection.corpus)
-    work = cache_folder / digest
-    cached = (work / "encoding.json").is_file() and not any(work.glob("*.tmp"))
+    work = cache_folder / corpus_hash(collection.corpus)
     started = time.perf_counter()
-    embeddings = encode_corpus(
+    written = encode_shards(  # resumes: only shards missing from the cache are encoded
         encoder, collection.corpus, work, batch_size=batch_size, shard_size=shard_size,
         info=DistInfo(), show_progress=show_progress, fingerprint=fingerprint,
     )
+    embeddings = load_shards(work, len(collection.corpus))
     encode_corpus_s = time.perf_counter() - started
     ids = [doc.id for doc in collection.corpus]
     index = DenseIndex.build(embeddings, ids, index_type=index_type, manifest={"model": encoder.name or None})
@@ -176,7 +175,7 @@ def evaluate_collection(
     out["warnings"] = list(collection.warnings)
     out["timing"] = {
         "encode_corpus_s": round(encode_corpus_s, 3),
-        "corpus_cached": cached,
+        "corpus_cached": written == 0,
         "encode_queries_s": round(encode_queries_s, 3),
         "search_s": round(search_s, 4),
     }
