@@ -19,6 +19,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -113,8 +114,7 @@ class DenseIndex:
         if len(ids) != len(vectors):
             raise IndexMismatchError(f"{len(ids)} ids for {len(vectors)} embeddings: they must be aligned.")
         if len(set(ids)) != len(ids):
-            seen: set[str] = set()
-            dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+            dup = next(doc_id for doc_id, count in Counter(ids).items() if count > 1)
             raise IndexMismatchError(f"document id '{dup}' appears more than once.")
         if docs is not None and len(docs) != len(ids):
             raise IndexMismatchError(f"{len(docs)} documents for {len(ids)} ids: they must be aligned.")
@@ -325,10 +325,6 @@ class DenseIndex:
         apply_search_params(self._index, params)
         if self._gpu is not None:
             apply_search_params(self._gpu, params)
-
-    @property
-    def spec(self) -> IndexSpec:
-        return IndexSpec(self.manifest["index_type"], self.manifest["factory"], self.manifest.get("search_params", {}))
 
 
 def _needs_id_map(spec: IndexSpec) -> bool:
