@@ -165,7 +165,7 @@ def test_internal_errors_hide_tracebacks_and_paths(tiny_encoder_dir, monkeypatch
     with ready_client(create_app(tiny_settings(tiny_encoder_dir)), raise_server_exceptions=False) as c:
         service = c.app.state.service
 
-        def broken(texts):
+        def broken(texts, tokens):
             raise RuntimeError("failure in /srv/secret/model/weights.bin")
 
         monkeypatch.setattr(service.batcher, "encode", broken)
@@ -189,10 +189,10 @@ def _gate_model(service, monkeypatch) -> tuple[threading.Event, threading.Event]
     entered, release = threading.Event(), threading.Event()
     real = service.batcher.encode
 
-    def gated(texts):
+    def gated(texts, tokens):
         entered.set()
         assert release.wait(30)
-        return real(texts)
+        return real(texts, tokens)
 
     monkeypatch.setattr(service.batcher, "encode", gated)
     return entered, release

@@ -16,14 +16,17 @@ class Recorder:
 
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
+        self.tokens: list[list[int]] = []
         self.release = threading.Event()
         self.release.set()
         self.threads: set[str] = set()
 
-    def __call__(self, texts: list[str]) -> np.ndarray:
+    def __call__(self, texts: list[str], tokens: list[int]) -> np.ndarray:
+        assert len(tokens) == len(texts)
         assert self.release.wait(10)
         self.threads.add(threading.current_thread().name)
         self.batches.append(list(texts))
+        self.tokens.append(list(tokens))
         return np.array([[len(t), sum(map(ord, t))] for t in texts], dtype=np.float32)
 
 
@@ -55,6 +58,7 @@ def test_requests_merge_under_size_and_token_budgets_and_keep_their_rows() -> No
         # size 4 cuts after "dddd" (splitting no request); then 2 x 20 padded tokens fit the budget of 40
         # but 3 x 20 does not, so "g"*7 waits for the next batch; FIFO order is kept throughout
         assert model.batches == [["w"], ["a", "bb", "ccc", "dddd"], ["e" * 5, "f" * 6], ["g" * 7]]
+        assert model.tokens == [[1], [5, 5, 5, 5], [20, 5], [5]]
         assert model.threads == {next(iter(model.threads))} and next(iter(model.threads)).startswith("tdro-encode")
         await batcher.stop()
 
@@ -81,7 +85,7 @@ def test_queue_bound_cancellation_failure_and_shutdown() -> None:
         assert ["x", "y"] not in model.batches and ["z"] in model.batches  # a cancelled request is skipped
         assert batcher.pending == 0
 
-        def broken(texts: list[str]) -> np.ndarray:
+        def broken(texts: list[str], tokens: list[int]) -> np.ndarray:
             raise RuntimeError("model exploded")
 
         batcher.encode = broken
@@ -106,3 +110,14 @@ def test_queue_bound_cancellation_failure_and_shutdown() -> None:
             await batcher.submit(["late"], [1])
 
     run(scenario())
+
+
+def test_length_groups_keep_similar_lengths_together() -> None:
+    from tdro_suite.serve.service import length_groups
+
+    tokens = [10, 120, 12, 9, 110, 30, 11]
+    groups = length_groups(tokens, max_size=64)
+    # 120 and 110 together; 30 alone (12 is 18 tokens shorter: over the 16-token slack); the short ones together
+    assert groups == [[1, 4], [5], [2, 6, 0, 3]]
+    assert sorted(i for g in groups for i in g) == list(range(len(tokens)))
+    assert length_groups([5] * 5, max_size=2) == [[0, 1], [2, 3], [4]]

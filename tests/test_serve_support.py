@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import torch
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -27,7 +28,11 @@ READY_TIMEOUT_S = 120.0
 
 
 def tiny_settings(model_dir: Path, **overrides: Any) -> ServeSettings:
-    """Settings for the tiny BERT (its position table has 128 rows, so cap inputs at 64 tokens)."""
+    """Settings for the tiny BERT (its position table has 128 rows, so cap inputs at 64 tokens).
+
+    torch_threads keeps the test process's thread count, so serving does not change it for other tests.
+    """
+    overrides.setdefault("torch_threads", torch.get_num_threads())
     return ServeSettings(model=str(model_dir), max_length=64, device="cpu", **overrides)
 
 

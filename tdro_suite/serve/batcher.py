@@ -28,7 +28,7 @@ from tdro_suite.serve.metrics import ServeMetrics
 
 log = logging.getLogger("tdro_suite.serve")
 
-EncodeFn = Callable[[list[str]], np.ndarray]
+EncodeFn = Callable[[list[str], list[int]], np.ndarray]  # (texts, their token counts) -> [N, D]
 
 
 class QueueFull(Exception):
@@ -174,10 +174,11 @@ class DynamicBatcher:
             if not slices:
                 continue
             texts = [t for job, start, stop in slices for t in job.texts[start:stop]]
+            tokens = [n for job, start, stop in slices for n in job.tokens[start:stop]]
             self._inflight = [job for job, _, _ in slices]
             started = time.perf_counter()
             try:
-                vectors = await loop.run_in_executor(self._executor, self.encode, texts)
+                vectors = await loop.run_in_executor(self._executor, self.encode, texts, tokens)
             except asyncio.CancelledError:
                 raise  # stop() fails the in-flight jobs
             except Exception as exc:

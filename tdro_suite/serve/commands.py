@@ -83,8 +83,11 @@ def register(app: typer.Typer) -> None:
         max_length: int | None = typer.Option(None, "--max-length", help="Tokens per input (default: model's)."),
         max_batch_size: int | None = typer.Option(None, "--max-batch-size", help="Inputs per model call."),
         max_batch_tokens: int | None = typer.Option(None, "--max-batch-tokens", help="Padded tokens per call."),
+        torch_threads: int | None = typer.Option(
+            None, "--torch-threads", help="torch threads for the model (default: CPU cores - 1)."
+        ),
         forward_batch_size: int | None = typer.Option(
-            None, "--forward-batch-size", help="Inputs per forward pass (length-sorted) inside a model call."
+            None, "--forward-batch-size", help="Most inputs per forward pass (passes group similar lengths)."
         ),
         max_queue_inputs: int | None = typer.Option(None, "--max-queue-inputs", help="Queue bound (then 429)."),
         truncate: bool | None = typer.Option(
@@ -110,6 +113,7 @@ def register(app: typer.Typer) -> None:
             "max_batch_tokens": max_batch_tokens,
             "max_queue_inputs": max_queue_inputs,
             "forward_batch_size": forward_batch_size,
+            "torch_threads": torch_threads,
             "truncate": truncate,
             "cors_origins": cors_origin or None,
             "log_level": log_level,

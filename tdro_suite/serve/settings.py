@@ -57,9 +57,13 @@ class ServeSettings(BaseSettings):
     # Dynamic batching
     max_batch_size: int = Field(64, ge=1, description="Most inputs in one model call.")
     max_batch_tokens: int = Field(16384, ge=1, description="Most padded tokens (inputs x longest) per call.")
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads for the model; default: CPU cores - 1 (at least 1), "
+        "leaving a core to the event loop and tokenizer so OpenMP threads do not fight them for it."
+    )
     forward_batch_size: int = Field(
-        16, ge=1, description="Inputs per forward pass inside a model call; the call sorts its inputs by length "
-        "first, so short texts are not padded to a long one (raise it on GPUs)."
+        64, ge=1, description="Most inputs per forward pass; a model call splits its inputs into passes of "
+        "similar length, so short texts are not padded to a long one."
     )
     batch_wait_ms: float = Field(2.0, ge=0, description="How long a batch waits for company once started.")
     max_queue_inputs: int = Field(4096, ge=1, description="Inputs waiting before requests get 429.")
