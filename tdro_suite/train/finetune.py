@@ -124,10 +124,11 @@ def _is_deepspeed(accelerator: Any) -> bool:
 def _build_encoder(config: FinetuneConfig, accelerator: Any) -> Encoder:
     # A frozen LoRA base can stay in bf16; fully trained weights stay fp32 under bf16 autocast.
     lora_bf16 = config.lora and accelerator.mixed_precision == "bf16"
+    # No max_length here: training truncates per call (query/passage lengths), and the exported model keeps
+    # the base model's own max length instead of the (often shorter) training one.
     encoder = Encoder.from_pretrained(
         config.model,
         pooling=config.pooling,
-        max_length=config.passage_max_length,
         device=accelerator.device,
         dtype=torch.bfloat16 if lora_bf16 else torch.float32,
     )
