@@ -156,6 +156,26 @@ def test_accumulation_replays_dropout_masks(setup: dict, tiny_encoder_dir: Path,
     assert not torch.allclose(again.detach(), pass1_m0)  # dropout is really on: without the replay they differ
 
 
+def test_bf16_autocast_forward_matches_fp32(setup: dict) -> None:
+    """The GPU precision path (bf16 autocast over fp32 weights), exercised with CPU autocast."""
+    from tdro_suite.dro import step as step_module
+    from tdro_suite.dro.batches import draw_global_batch, load_task_data
+    from tdro_suite.dro.optimize import resolve_tasks
+    from tdro_suite.modeling.encoder import Encoder
+
+    tasks = load_task_data(resolve_tasks(_cfg(setup, Path("unused"))), use_instructions=False)
+    items = draw_global_batch(tasks, 0, batch_size=8, hard_negatives=3, seed=1)
+    encoder = Encoder.from_pretrained(setup["model"], device="cpu", dtype=torch.float32)
+    lengths = step_module.Lengths(16, 16)
+    fp32 = step_module.reference_losses(encoder, items, lengths, 0.05)
+    bf16 = step_module.reference_losses(encoder, items, lengths, 0.05, bf16=True)
+    assert bf16.dtype == torch.float32
+    torch.testing.assert_close(bf16, fp32, atol=0.1, rtol=0.05)
+    assert not torch.equal(bf16, fp32)  # autocast really ran in bf16
+    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+        run_optimize(_cfg(setup, Path("unused"), precision="bf16"), console=QUIET)
+
+
 def test_existing_run_needs_resume_or_overwrite(setup: dict, tmp_path: Path) -> None:
     run_optimize(_cfg(setup, tmp_path / "run", steps=2), console=QUIET)
     with pytest.raises(ConfigError, match="already holds a tDRO run"):

@@ -54,7 +54,7 @@ class OptimizeConfig(CommandConfig):
     lora_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     gradient_checkpointing: bool = False
     device: str | None = None
-    dtype: Literal["fp32", "bf16", "fp16"] | None = None
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 on CUDA, fp32 elsewhere.")
     seed: int = 42
 
     # --- run folder

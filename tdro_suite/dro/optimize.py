@@ -101,18 +101,29 @@ def reference_model_path(cfg: OptimizeConfig, run_dir: Path, tasks: Sequence[Tas
     return str(train_uniform_reference(cfg, run_dir, tasks, console))
 
 
+def use_bf16(cfg: OptimizeConfig, device: torch.device) -> bool:
+    """bf16 autocast on CUDA (`auto`/`bf16`), fp32 elsewhere, as fine-tuning does."""
+    if cfg.precision == "bf16" and device.type != "cuda":
+        raise ConfigError("precision 'bf16' needs a CUDA GPU; on CPU use 'fp32' (or 'auto').")
+    return cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+
+
 def _load_models(
-    cfg: OptimizeConfig, reference_path: str | None, device: torch.device
+    cfg: OptimizeConfig, reference_path: str | None, device: torch.device, bf16: bool
 ) -> tuple[Encoder, Encoder | None]:
-    proxy = Encoder.from_pretrained(cfg.model, device=device, dtype=cfg.dtype)
+    """The proxy keeps fp32 master weights (a frozen LoRA base may be bf16); the frozen reference is bf16 under bf16."""
+    proxy_dtype = torch.bfloat16 if bf16 and cfg.lora else torch.float32
+    proxy = Encoder.from_pretrained(cfg.model, device=device, dtype=proxy_dtype)
     if cfg.lora:
-        proxy.add_lora(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout)
+        proxy.add_lora(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout)  # peft keeps adapters in fp32
     if cfg.gradient_checkpointing:
         proxy.enable_gradient_checkpointing()
     proxy.train()
     reference = None
     if reference_path is not None:
-        reference = Encoder.from_pretrained(reference_path, device=device, dtype=cfg.dtype)
+        reference = Encoder.from_pretrained(
+            reference_path, device=device, dtype=torch.bfloat16 if bf16 else torch.float32
+        )
         reference.eval()
         reference.requires_grad_(False)
     return proxy, reference
@@ -213,7 +224,8 @@ def run_optimize(cfg: OptimizeConfig, *, console: Console | None = None) -> Path
         tasks = [t.info for t in task_data]
         reference_path = reference_model_path(cfg, run_dir, tasks, out)
         torch.manual_seed(cfg.seed)
-        proxy, reference = _load_models(cfg, reference_path, device)
+        bf16 = use_bf16(cfg, device)
+        proxy, reference = _load_models(cfg, reference_path, device, bf16)
         model: torch.nn.Module = PairEncoder(proxy)
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -276,6 +288,7 @@ def run_optimize(cfg: OptimizeConfig, *, console: Console | None = None) -> Path
                     floor=cfg.relative_floor,
                     lengths=lengths,
                     temperature=cfg.temperature,
+                    bf16=bf16,
                 )
                 if cfg.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(proxy.parameters(), cfg.max_grad_norm)

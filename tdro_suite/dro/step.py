@@ -69,17 +69,29 @@ def features(encoder: Encoder, items: Sequence[Item], lengths: Lengths) -> tuple
 
 
 def per_example_losses(
-    model: nn.Module, encoder: Encoder, items: Sequence[Item], lengths: Lengths, temperature: float
+    model: nn.Module,
+    encoder: Encoder,
+    items: Sequence[Item],
+    lengths: Lengths,
+    temperature: float,
+    *,
+    bf16: bool = False,
 ) -> Tensor:
-    """Hard-negatives-only InfoNCE per example [b]; `model` is the encoder or its DDP-wrapped PairEncoder."""
+    """Hard-negatives-only InfoNCE per example [b]; `model` is the encoder or its DDP-wrapped PairEncoder.
+
+    With `bf16` the forward runs under bf16 autocast (fp32 master weights); scores and losses are fp32.
+    """
     q_feat, p_feat = features(encoder, items, lengths)
-    q, p = model(q_feat, p_feat) if not isinstance(model, Encoder) else (model(q_feat), model(p_feat))
+    with torch.autocast(encoder.device.type, dtype=torch.bfloat16, enabled=bf16):
+        q, p = model(q_feat, p_feat) if not isinstance(model, Encoder) else (model(q_feat), model(p_feat))
     return hard_negative_infonce(q, p, temperature)
 
 
 @torch.no_grad()
-def reference_losses(reference: Encoder, items: Sequence[Item], lengths: Lengths, temperature: float) -> Tensor:
-    return per_example_losses(reference, reference, items, lengths, temperature)
+def reference_losses(
+    reference: Encoder, items: Sequence[Item], lengths: Lengths, temperature: float, *, bf16: bool = False
+) -> Tensor:
+    return per_example_losses(reference, reference, items, lengths, temperature, bf16=bf16)
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -115,6 +127,7 @@ def tdro_step(
     floor: float,
     lengths: Lengths,
     temperature: float,
+    bf16: bool = False,
 ) -> StepStats:
     """Forward/backward of one optimizer step (gradients are left in `.grad`; the caller steps the optimizer).
 
@@ -131,12 +144,12 @@ def tdro_step(
     for items in micro_batches:
         rng_states.append(_rng_state(device))
         with contextlib.nullcontext() if keep_graph else torch.no_grad():
-            losses = per_example_losses(model, proxy, items, lengths, temperature)
+            losses = per_example_losses(model, proxy, items, lengths, temperature, bf16=bf16)
         if keep_graph:
             graph_loss = losses
         proxy_parts.append(losses.detach())
         if reference is not None:
-            ref_parts.append(reference_losses(reference, items, lengths, temperature))
+            ref_parts.append(reference_losses(reference, items, lengths, temperature, bf16=bf16))
     local_ids = torch.tensor([it.task_id for mb in micro_batches for it in mb], dtype=torch.long, device=device)
     local_proxy = torch.cat(proxy_parts)
     all_proxy = all_gather_nograd(local_proxy)
@@ -158,7 +171,7 @@ def tdro_step(
             _set_rng_state(rng_states[m], device)
         with _maybe_no_sync(model, skip_sync=m < len(micro_batches) - 1):
             if not keep_graph:
-                losses = per_example_losses(model, proxy, items, lengths, temperature)
+                losses = per_example_losses(model, proxy, items, lengths, temperature, bf16=bf16)
             weighted = (alpha[ids].to(losses.dtype) / normaliser.to(losses.dtype) * losses).sum() * scale
             weighted.backward()
     weighted_total = float((alpha[all_ids] / normaliser * all_proxy.double()).sum())
