@@ -78,7 +78,7 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any]) -> Path:
 # What may change between an interrupted run and its resumption without changing the result:
 # the process count and gradient accumulation (the step is invariant to both), bookkeeping options.
 RESUME_MAY_CHANGE = frozenset(
-    {"grad_accumulation", "device", "output_dir", "overwrite", "resume", "save_every", "log_every", "save_proxy",
+    {"grad_accumulation", "device", "output_dir", "overwrite", "resume", "save_every", "save_proxy",
      "data", "reference", "train_reference", "reference_config", "weights_output", "gradient_checkpointing"}
 )
 

@@ -60,7 +60,6 @@ class OptimizeConfig(CommandConfig):
     # --- run folder
     save_every: NonNegativeInt = 0
     resume: bool = True
-    log_every: PositiveInt = 1
 
     @model_validator(mode="after")
     def _check(self) -> OptimizeConfig:
