@@ -59,9 +59,21 @@ def answer_recall(
     """
     if len(answers) != len(retrieved):
         raise ValueError(f"{len(answers)} answer lists for {len(retrieved)} rankings")
+    cache: dict[str, list[str]] = {}  # a passage retrieved for many questions is normalised once
+
+    def passage_tokens(text: str) -> list[str]:
+        if text not in cache:
+            cache[text] = tokens(text)
+        return cache[text]
+
     first_hits: list[int | None] = []
     for accepted, passages in zip(answers, retrieved, strict=True):
-        hit = next((i + 1 for i, text in enumerate(passages) if has_answer(text, accepted)), None)
+        wanted = [t for t in (tokens(a) for a in accepted) if t]
+        hit = next(
+            (i + 1 for i, text in enumerate(passages)
+             if any(contains_answer(passage_tokens(text), answer) for answer in wanted)),
+            None,
+        )
         first_hits.append(hit)
     out: dict[str, object] = {}
     for k in sorted(set(k_values)):
