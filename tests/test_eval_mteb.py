@@ -52,11 +52,15 @@ def test_mteb_and_tdro_eval_agree_on_ndcg10(minilm, tmp_path, monkeypatch):
     folder = write_beir(tmp_path / "animals")
     ours = evaluate(minilm, folder, show_progress=False)["collections"]["animals"]["metrics"]
     (collection,) = load_benchmark(folder).collections
-    theirs = mteb_scores(MtebEncoder(minilm), collection)  # MTEB's exact search + its pytrec_eval scoring
+    encoder = MtebEncoder(minilm)
+    assert isinstance(encoder, mteb.models.EncoderProtocol)
+    theirs = mteb_scores(encoder, collection)  # MTEB's exact search + its pytrec_eval scoring
     assert 0.2 < ours["ndcg@10"] < 0.98  # a collection where the ranking matters
     assert ours["ndcg@10"] == pytest.approx(theirs["ndcg_at_10"], abs=1e-4)
     assert ours["recall@100"] == pytest.approx(theirs["recall_at_100"], abs=1e-4)
     assert ours["map@10"] == pytest.approx(theirs["map_at_10"], abs=1e-4)
     # MTEB's search protocol served by our FAISS index (HNSW here) gives the same ranking quality
-    via_index = mteb_scores(search_model(minilm, index_type="hnsw"), collection)
+    searcher = search_model(minilm, index_type="hnsw")
+    assert isinstance(searcher, mteb.models.SearchProtocol)
+    via_index = mteb_scores(searcher, collection)
     assert via_index["ndcg_at_10"] == pytest.approx(theirs["ndcg_at_10"], abs=1e-4)
