@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import signal
+import time
 
 import httpx
 import numpy as np
@@ -71,3 +72,26 @@ def test_openai_client_and_restart_after_kill(minilm, tmp_path) -> None:
         assert hits[0]["title"] == "T1" and hits[0]["text"] == TEXTS[1]
         metrics = http.get("/metrics").text
         assert 'tdro_requests_total{method="POST",route="/v1/search",status="200"} 1.0' in metrics
+
+
+def test_several_workers_serve_one_index_read_only(tiny_encoder_dir, tmp_path) -> None:
+    import torch
+
+    from tdro_suite.index.dense_index import DenseIndex
+
+    vectors = torch.nn.functional.normalize(torch.randn(3, 32), dim=-1).numpy()
+    DenseIndex.build(vectors, ["a", "b", "c"], docs=[{"text": t} for t in "xyz"],
+                     manifest={"model": str(tiny_encoder_dir)}).save(tmp_path / "idx")
+    args = ["--model", str(tiny_encoder_dir), "--max-length", "64", "--index", str(tmp_path / "idx"),
+            "--workers", "2", "--torch-threads", "1"]
+    fresh = httpx.Limits(max_keepalive_connections=0)  # a new connection per request: either worker answers
+    with cli_server(args) as (base, _), httpx.Client(base_url=base, timeout=60, limits=fresh) as http:
+        streak, deadline = 0, time.monotonic() + 120
+        while streak < 8:  # both workers loaded
+            streak = streak + 1 if http.get("/ready").status_code == 200 else 0
+            assert time.monotonic() < deadline
+        for _ in range(4):
+            hits = http.post("/v1/search", json={"query": "x", "top_k": 3}).json()["data"][0]["hits"]
+            assert sorted(h["id"] for h in hits) == ["a", "b", "c"]
+        refused = http.post("/v1/documents", json={"documents": [{"id": "d", "text": "w"}]})
+        assert refused.status_code == 409 and "--workers 1" in refused.json()["error"]["message"]

@@ -39,7 +39,11 @@ def tiny_settings(model_dir: Path, **overrides: Any) -> ServeSettings:
 def wait_ready(client: TestClient | httpx.Client, timeout: float = READY_TIMEOUT_S) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        response = client.get("/ready")
+        try:
+            response = client.get("/ready")
+        except httpx.ConnectError:  # with --workers, the socket listens once a worker has started
+            time.sleep(0.1)
+            continue
         if response.status_code == 200:
             return response.json()
         if response.json().get("status") == "failed":

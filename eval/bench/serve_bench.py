@@ -245,7 +245,7 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "load_average": os.getloadavg(),
             "python": platform.python_version(), "platform": platform.platform()}
 
 
@@ -266,9 +266,12 @@ def main() -> int:
     if args.clients < 1 or args.clients > 256 or args.seconds <= 0 or args.seconds > 300:
         parser.error("--clients must be 1..256 and --seconds 0..300 (bounded load)")
 
+    import torch
+
     from tdro_suite.common.io import atomic_write_json
     from tdro_suite.modeling.resolve import resolve_model
 
+    torch.set_num_threads(args.torch_threads)
     texts = corpus_texts(args.texts)
     folder = str(resolve_model(args.model))
     results: dict[str, Any] = {"machine": machine(), "model": args.model, "clients": args.clients,
@@ -276,9 +279,6 @@ def main() -> int:
                                "seconds_per_server": args.seconds, "texts": len(texts)}
     print(f"{len(texts)} texts, {args.clients} clients, {args.seconds:.0f} s per server", flush=True)
 
-    import torch
-
-    torch.set_num_threads(args.torch_threads)
     enc = load_encoder(args.model)
     in_seconds = min(args.seconds, 15.0)
 

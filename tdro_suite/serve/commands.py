@@ -17,6 +17,7 @@ from tdro_suite.common.errors import ConfigError
 from tdro_suite.serve.settings import SETTINGS_ENV_VAR, ServeSettings, load_serve_settings
 
 APP_FACTORY = "tdro_suite.serve.app:create_app_from_env"
+WORKER_START_TIMEOUT_S = 180
 
 
 def configure_logging(level: str = "info") -> None:
@@ -59,6 +60,8 @@ def run_server(settings: ServeSettings) -> None:
         log_level=settings.log_level,
         access_log=settings.access_log,
         server_header=False,
+        # a worker imports torch and transformers before it can answer the supervisor's first ping
+        timeout_worker_healthcheck=WORKER_START_TIMEOUT_S,
     )
 
 
