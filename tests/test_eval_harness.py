@@ -96,9 +96,10 @@ def test_cli_index_search_eval(tiny_encoder_dir, tmp_path):
     runner = CliRunner()
     corpus = FIXTURES / "beir" / "tinyfacts" / "corpus.jsonl"
     result = runner.invoke(app, ["index", "--corpus", str(corpus), "-o", str(tmp_path / "idx"),
-                                 "-m", str(tiny_encoder_dir), "--index-type", "ivf-flat"])
+                                 "-m", str(tiny_encoder_dir), "--index-type", "ivf-flat", "--nprobe", "1"])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["index_type"] == "ivf-flat"
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["index_type"] == "ivf-flat" and manifest["search_params"] == {"nprobe": 1}
     result = runner.invoke(app, ["search", "--index", str(tmp_path / "idx"), "-q", "capital of France",
                                  "-k", "2", "--json"])
     assert result.exit_code == 0, result.output
@@ -106,10 +107,13 @@ def test_cli_index_search_eval(tiny_encoder_dir, tmp_path):
     assert record["query"] == "capital of France" and len(record["hits"]) == 2 and record["hits"][0]["title"]
     config = tmp_path / "eval.yaml"
     config.write_text(f"bench: {FIXTURES / 'miracl'}\nmodel: {tiny_encoder_dir}\nlangs: sw\nk_values: [1, 10]\n")
-    result = runner.invoke(app, ["eval", "--config", str(config), "-o", str(tmp_path / "ev")])
+    result = runner.invoke(app, ["eval", "--config", str(config), "-o", str(tmp_path / "ev"),
+                                 "--index-type", "hnsw", "--ef-search", "16"])
     assert result.exit_code == 0, result.output
     written = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert list(written["collections"]) == ["sw"] and written["k_values"] == [1, 10]
+    assert written["index_type"] == "hnsw" and written["search_params"] == {"efSearch": 16}
+    assert "Index: hnsw (efSearch=16)" in (tmp_path / "ev" / "results.md").read_text()
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, monkeypatch, capsys):

@@ -28,6 +28,8 @@ def eval_command(
     split: str = typer.Option(None, "--split", help="Qrels split [BEIR test, MIRACL dev]."),
     langs: str = typer.Option(None, "--langs", help="Comma-separated MIRACL/MKQA languages or BEIR datasets [all]."),
     index_type: str = typer.Option(None, "--index-type", help="flat|hnsw|ivf-flat|ivf-pq|sq8|factory [flat]."),
+    nprobe: int = typer.Option(None, "--nprobe", help="IVF cells visited per query [max(8, nlist/32)]."),
+    ef_search: int = typer.Option(None, "--ef-search", help="HNSW search breadth [128]."),
     k_values: str = typer.Option(None, "--k", help="Comma-separated cutoffs [1,3,5,10,100; MKQA 1,5,20,100]."),
     instruction: str = typer.Option(None, "--instruction", help="Query instruction [the model's query prompt]."),
     batch_size: int = typer.Option(None, "--batch-size", help="Texts per forward pass [32]."),
@@ -38,6 +40,7 @@ def eval_command(
     config: Path = typer.Option(None, "--config", "-c", help="YAML file with any of these options."),
 ) -> None:
     """Evaluate a model on BEIR / MIRACL / MKQA: results.json + results.md (per collection and averaged)."""
+    from tdro_suite.evaluation.benchmarks import load_benchmark
     from tdro_suite.evaluation.harness import evaluate
     from tdro_suite.modeling import Encoder
 
@@ -50,6 +53,8 @@ def eval_command(
             "split": split,
             "langs": langs,
             "index_type": index_type,
+            "nprobe": nprobe,
+            "ef_search": ef_search,
             "k_values": k_values,
             "instruction": instruction,
             "batch_size": batch_size,
@@ -59,14 +64,13 @@ def eval_command(
             "use_cache": use_cache,
         },
     )
-    from tdro_suite.evaluation.benchmarks import load_benchmark
-
     benchmark = load_benchmark(cfg.bench, split=cfg.split, langs=cfg.langs)  # fail on bad data before loading a model
     encoder = Encoder.from_pretrained(cfg.model, max_length=cfg.max_length, device=cfg.device)
     out_dir = Path(cfg.output) if cfg.output else default_output(cfg.bench, cfg.model)
     results = evaluate(
-        encoder, benchmark, index_type=cfg.index_type, k_values=cfg.k_values, batch_size=cfg.batch_size,
-        instruction=cfg.instruction, use_cache=cfg.use_cache, shard_size=cfg.shard_size, out_dir=out_dir,
+        encoder, benchmark, index_type=cfg.index_type, search_params=cfg.search_params(), k_values=cfg.k_values,
+        batch_size=cfg.batch_size, instruction=cfg.instruction, use_cache=cfg.use_cache, shard_size=cfg.shard_size,
+        out_dir=out_dir,
     )
     console.print(Markdown((out_dir / "results.md").read_text(encoding="utf-8")))
     main = results["main_metric"]

@@ -7,7 +7,7 @@ it). Its result, also written as results.json:
       "model": "minilm",                  # encoder.name
       "model_fingerprint": "…",           # name + pooling + prompts + weight sample (cache key)
       "benchmark": "beir", "kind": "beir"|"miracl"|"mkqa", "split": "test",
-      "index_type": "flat", "k_values": [1, 3, 5, 10, 100], "instruction": null,
+      "index_type": "flat", "search_params": {}, "k_values": [1, 3, 5, 10, 100], "instruction": null,
       "main_metric": "ndcg@10",           # recall@100 for MKQA (Recall@k by answer match)
       "collections": {
         "<dataset or language>": {
@@ -65,6 +65,7 @@ def evaluate(
     split: str | None = None,
     langs: list[str] | None = None,
     index_type: str = "flat",
+    search_params: dict[str, int] | None = None,
     k_values: list[int] | tuple[int, ...] | None = None,
     batch_size: int = 32,
     instruction: str | None = None,
@@ -86,6 +87,7 @@ def evaluate(
         "kind": benchmark.kind,
         "split": benchmark.split,
         "index_type": index_type,
+        "search_params": dict(search_params or {}),
         "k_values": ks,
         "instruction": instruction,
         "main_metric": main_metric(by_answers, ks),
@@ -97,6 +99,7 @@ def evaluate(
             log.info("Evaluating %s / %s", benchmark.name, collection.name)
             results["collections"][collection.name] = evaluate_collection(
                 encoder, collection, root / fingerprint, ks=ks, index_type=index_type, batch_size=batch_size,
+                search_params=search_params or {},
                 instruction=instruction, shard_size=shard_size, fingerprint=fingerprint,
                 show_progress=show_progress,
             )
@@ -122,6 +125,7 @@ def evaluate_collection(
     *,
     ks: list[int],
     index_type: str,
+    search_params: dict[str, int],
     batch_size: int,
     instruction: str | None,
     shard_size: int,
@@ -139,6 +143,8 @@ def evaluate_collection(
     encode_corpus_s = time.perf_counter() - started
     ids = [doc.id for doc in collection.corpus]
     index = DenseIndex.build(embeddings, ids, index_type=index_type, manifest={"model": encoder.name or None})
+    if search_params:
+        index.set_search_params(**search_params)
 
     qids = list(collection.queries)
     started = time.perf_counter()
@@ -203,7 +209,8 @@ def markdown_table(results: dict[str, Any]) -> str:
     lines = [
         f"## {results['benchmark']} ({results['kind']}, split {results['split']}) — model `{results['model']}`",
         "",
-        f"Index: {results['index_type']}. Main metric: {results['main_metric']}. "
+        f"Index: {results['index_type']}{_params(results.get('search_params'))}. "
+        f"Main metric: {results['main_metric']}. "
         "Means over all judged queries (a query without results scores 0).",
         "",
         "| collection | docs | queries | " + " | ".join(columns) + " |",
@@ -218,6 +225,10 @@ def markdown_table(results: dict[str, Any]) -> str:
     if warnings:
         lines += ["", "Warnings:", *[f"- {name}: {w}" for name, w in warnings]]
     return "\n".join(lines) + "\n"
+
+
+def _params(params: dict[str, int] | None) -> str:
+    return " (" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else ""
 
 
 def write_report(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:

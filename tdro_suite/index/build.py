@@ -37,6 +37,7 @@ def build_index(
     out_dir: str | Path,
     *,
     index_type: str = "flat",
+    search_params: dict[str, int] | None = None,
     batch_size: int = 32,
     shard_size: int = DEFAULT_SHARD_SIZE,
     store_docs: bool = True,
@@ -79,6 +80,8 @@ def build_index(
         },
     )
     index.manifest["build_seconds"] = round(time.perf_counter() - started, 3)
+    if search_params:
+        index.set_search_params(**search_params)
     index.save(out_dir)
     if not keep_shards:
         shutil.rmtree(work, ignore_errors=True)

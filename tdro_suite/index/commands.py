@@ -22,6 +22,8 @@ def index(
     index_type: str = typer.Option(
         None, "--index-type", help="flat | hnsw | ivf-flat | ivf-pq | sq8, or a FAISS factory string [flat]."
     ),
+    nprobe: int = typer.Option(None, "--nprobe", help="IVF cells visited per query [max(8, nlist/32)]."),
+    ef_search: int = typer.Option(None, "--ef-search", help="HNSW search breadth [128]."),
     batch_size: int = typer.Option(None, "--batch-size", help="Texts per forward pass [32]."),
     shard_size: int = typer.Option(None, "--shard-size", help="Documents per resumable shard [8192]."),
     max_length: int = typer.Option(None, "--max-length", help="Tokens per document [the model's]."),
@@ -43,6 +45,8 @@ def index(
             "output": str(output) if output else None,
             "model": model,
             "index_type": index_type,
+            "nprobe": nprobe,
+            "ef_search": ef_search,
             "batch_size": batch_size,
             "shard_size": shard_size,
             "max_length": max_length,
@@ -60,7 +64,8 @@ def index(
         device_name = f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu"
     encoder = Encoder.from_pretrained(cfg.model, max_length=cfg.max_length, device=device_name)
     built = build_index(
-        encoder, cfg.corpus, cfg.output, index_type=cfg.index_type, batch_size=cfg.batch_size,
+        encoder, cfg.corpus, cfg.output, index_type=cfg.index_type, search_params=cfg.search_params(),
+        batch_size=cfg.batch_size,
         shard_size=cfg.shard_size, store_docs=cfg.store_docs, keep_shards=cfg.keep_shards, info=info,
     )
     if built is not None:

@@ -14,12 +14,18 @@ class IndexConfig(CommandConfig):
     corpus: list[str]
     output: str
     index_type: str = "flat"
+    nprobe: PositiveInt | None = None  # IVF cells visited per query (saved in the manifest)
+    ef_search: PositiveInt | None = None  # HNSW candidate list size (saved in the manifest)
     batch_size: PositiveInt = 32
     shard_size: PositiveInt = 8192
     max_length: PositiveInt | None = None
     device: str | None = None
     store_docs: bool = True
     keep_shards: bool = False
+
+    def search_params(self) -> dict[str, int]:
+        """FAISS search knobs in ParameterSpace names; only those given."""
+        return {k: v for k, v in (("nprobe", self.nprobe), ("efSearch", self.ef_search)) if v is not None}
 
     @field_validator("corpus", mode="before")
     @classmethod
