@@ -16,19 +16,21 @@ console = Console()
 
 
 def index(
-    corpus: list[Path] = typer.Option(None, "--corpus", help="Corpus file(s): jsonl[.gz] with _id/docid, title, text."),
-    output: Path = typer.Option(None, "--output", "-o", help="Index folder to write."),
-    model: str = typer.Option(None, "--model", "-m", help="Model folder, bundled alias or hub id [minilm]."),
-    index_type: str = typer.Option(
-        None, "--index-type", help="flat | hnsw | ivf-flat | ivf-pq | sq8, or a FAISS factory string [flat]."
+    corpus: list[Path] = typer.Option(
+        None, "--corpus", help="Corpus file(s): jsonl\\[.gz] with _id/docid, title, text (repeatable)."
     ),
-    nprobe: int = typer.Option(None, "--nprobe", help="IVF cells visited per query [max(8, nlist/32)]."),
-    ef_search: int = typer.Option(None, "--ef-search", help="HNSW search breadth [128]."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Texts per forward pass [32]."),
-    shard_size: int = typer.Option(None, "--shard-size", help="Documents per resumable shard [8192]."),
-    max_length: int = typer.Option(None, "--max-length", help="Tokens per document [the model's]."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... [auto; LOCAL_RANK under torchrun]."),
-    store_docs: bool = typer.Option(None, "--store-docs/--no-store-docs", help="Keep titles/texts [yes]."),
+    output: Path = typer.Option(None, "--output", "-o", help="Index folder to write."),
+    model: str = typer.Option(None, "--model", "-m", help="Model folder, bundled alias or hub id \\[minilm]."),
+    index_type: str = typer.Option(
+        None, "--index-type", help="flat | hnsw | ivf-flat | ivf-pq | sq8, or a FAISS factory string \\[flat]."
+    ),
+    nprobe: int = typer.Option(None, "--nprobe", help="IVF cells visited per query \\[max(8, nlist/32)]."),
+    ef_search: int = typer.Option(None, "--ef-search", help="HNSW search breadth \\[128]."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Texts per forward pass \\[32]."),
+    shard_size: int = typer.Option(None, "--shard-size", help="Documents per resumable shard \\[8192]."),
+    max_length: int = typer.Option(None, "--max-length", help="Tokens per document \\[the model's]."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... \\[auto; LOCAL_RANK under torchrun]."),
+    store_docs: bool = typer.Option(None, "--store-docs/--no-store-docs", help="Keep titles/texts \\[yes]."),
     keep_shards: bool = typer.Option(None, "--keep-shards", help="Keep the encoded shards after the build."),
     config: Path = typer.Option(None, "--config", "-c", help="YAML file with any of these options."),
 ) -> None:
@@ -81,13 +83,13 @@ def search(
     index_dir: Path = typer.Option(None, "--index", "-i", help="Index folder written by `tdro-suite index`."),
     query: list[str] = typer.Option(None, "--query", "-q", help="A query (repeatable)."),
     queries: Path = typer.Option(None, "--queries", help="Queries file: .tsv (qid, query), .jsonl or .txt."),
-    k: int = typer.Option(None, "-k", "--top-k", help="Results per query [10]."),
-    model: str = typer.Option(None, "--model", "-m", help="Query model [the one recorded in the index]."),
+    k: int = typer.Option(None, "-k", "--top-k", help="Results per query \\[10]."),
+    model: str = typer.Option(None, "--model", "-m", help="Query model \\[the one recorded in the index]."),
     instruction: str = typer.Option(None, "--instruction", help="Task instruction for the query prompt."),
     output: Path = typer.Option(None, "--output", "-o", help="Write JSON lines here instead of a table."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Queries per forward pass [32]."),
-    max_length: int = typer.Option(None, "--max-length", help="Tokens per query [the model's]."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, ... [auto]."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Queries per forward pass \\[32]."),
+    max_length: int = typer.Option(None, "--max-length", help="Tokens per query \\[the model's]."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, ... \\[auto]."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
     config: Path = typer.Option(None, "--config", "-c", help="YAML file with any of these options."),
 ) -> None:
