@@ -122,6 +122,9 @@ def test_bad_inputs_give_clear_errors(data, tmp_path):
     with pytest.raises(IndexFormatError, match="not found"):
         DenseIndex.load(tmp_path / "nothing")
     index.save(tmp_path / "idx")
+    (tmp_path / "idx" / "ids.json").write_text('["d0"]')
+    with pytest.raises(IndexFormatError, match="different builds"):
+        DenseIndex.load(tmp_path / "idx")
     (tmp_path / "idx" / "ids.json").unlink()
     with pytest.raises(IndexFormatError, match=r"ids\.json"):
         DenseIndex.load(tmp_path / "idx")

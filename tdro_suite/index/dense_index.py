@@ -175,6 +175,11 @@ class DenseIndex:
             raise IndexFormatError(
                 f"{folder}: manifest says dimension {manifest.get('dimension')}, the FAISS index has {index.d}."
             )
+        if index.ntotal > len(labels):
+            raise IndexFormatError(
+                f"{folder}: the FAISS index holds {index.ntotal} vectors but ids.json names only {len(labels)}; "
+                "the files come from different builds."
+            )
         docs = _read_docs(folder / DOCS_FILE) if (folder / DOCS_FILE).is_file() else None
         return cls(index, labels, manifest, docs)
 
