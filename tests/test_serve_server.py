@@ -86,12 +86,15 @@ def test_several_workers_serve_one_index_read_only(tiny_encoder_dir, tmp_path) -
             "--workers", "2", "--torch-threads", "1"]
     fresh = httpx.Limits(max_keepalive_connections=0)  # a new connection per request: either worker answers
     with cli_server(args) as (base, _), httpx.Client(base_url=base, timeout=60, limits=fresh) as http:
-        streak, deadline = 0, time.monotonic() + 120
-        while streak < 8:  # both workers loaded
-            streak = streak + 1 if http.get("/ready").status_code == 200 else 0
-            assert time.monotonic() < deadline
+        ready, deadline = set(), time.monotonic() + 120
+        while len(ready) < 2:  # both workers answered /ready with 200
+            response = http.get("/ready")
+            if response.status_code == 200:
+                ready.add(response.json()["worker"])
+            assert time.monotonic() < deadline, f"ready workers: {ready}"
         for _ in range(4):
-            hits = http.post("/v1/search", json={"query": "x", "top_k": 3}).json()["data"][0]["hits"]
-            assert sorted(h["id"] for h in hits) == ["a", "b", "c"]
+            response = http.post("/v1/search", json={"query": "x", "top_k": 3})
+            assert response.status_code == 200, response.text
+            assert sorted(h["id"] for h in response.json()["data"][0]["hits"]) == ["a", "b", "c"]
         refused = http.post("/v1/documents", json={"documents": [{"id": "d", "text": "w"}]})
         assert refused.status_code == 409 and "--workers 1" in refused.json()["error"]["message"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -91,7 +92,7 @@ def create_app(settings: ServeSettings | None = None, *, encoder: Encoder | None
     @app.get("/ready", tags=["ops"], summary="Readiness: model and index are loaded.",
              responses={503: {"description": "Still loading, or loading failed (see the server log)."}})
     async def ready() -> JSONResponse:
-        body: dict[str, Any] = {"status": service.state, "model": settings.model_name}
+        body: dict[str, Any] = {"status": service.state, "model": settings.model_name, "worker": os.getpid()}
         if service.state == "ready":
             body["documents"] = service.document_count() if settings.index is not None else None
             return JSONResponse(body)
