@@ -264,3 +264,18 @@ def test_metrics_expose_requests_latency_queue_and_tokens(client) -> None:
     assert 'tdro_request_latency_seconds_bucket{le="0.005",route="/v1/embeddings"}' in text
     assert "tdro_queue_depth 0.0" in text and "tdro_batch_padded_tokens_count" in text
     assert 'tdro_tokens_total{route="/v1/embeddings"}' in text and 'tdro_inputs_total{route="/v1/embeddings"}' in text
+
+
+def test_decoder_model_with_last_token_pooling_serves_the_same_vectors(tiny_decoder_dir) -> None:
+    from tdro_suite.serve.service import TokenCounter
+
+    reference = Encoder.from_pretrained(tiny_decoder_dir, max_length=64, device="cpu")
+    assert reference.pooling == "lasttoken"
+    # the request-side counter (a private tokenizer copy) counts exactly like the model, EOS included
+    assert TokenCounter(reference.tokenizer)(TEXTS) == reference.count_tokens(TEXTS)
+    with ready_client(create_app(tiny_settings(tiny_decoder_dir))) as c:
+        body = c.post("/v1/embeddings", json={"input": TEXTS, "input_type": "query", "instruction": "find"}).json()
+        np.testing.assert_allclose(_vectors(body), reference.encode_queries(TEXTS, instruction="find"), atol=1e-5)
+        assert body["usage"]["prompt_tokens"] == sum(
+            reference.count_tokens([f"Instruct: find\nQuery: {t}" for t in TEXTS])
+        )

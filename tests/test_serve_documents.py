@@ -35,6 +35,8 @@ def test_documents_search_and_restart_keep_every_acknowledged_change(tmp_path, t
         assert c.delete("/v1/documents/fox").json() == {"id": "fox", "deleted": True, "total": 2}
         gone = c.delete("/v1/documents/fox")
         assert gone.status_code == 404 and gone.json()["error"]["code"] == "document_not_found"
+        c.post("/v1/documents", json={"documents": [{"id": "wiki/Paris", "text": "Paris is in France"}]})
+        assert c.delete("/v1/documents/wiki/Paris").json()["id"] == "wiki/Paris"  # ids may hold slashes
 
     # "restart": a new app on the same folder sees exactly what was acknowledged
     with ready_client(create_app(settings)) as c:

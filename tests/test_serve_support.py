@@ -33,7 +33,8 @@ def tiny_settings(model_dir: Path, **overrides: Any) -> ServeSettings:
     torch_threads keeps the test process's thread count, so serving does not change it for other tests.
     """
     overrides.setdefault("torch_threads", torch.get_num_threads())
-    return ServeSettings(model=str(model_dir), max_length=64, device="cpu", **overrides)
+    overrides.setdefault("max_length", 64)
+    return ServeSettings(model=str(model_dir), device="cpu", **overrides)
 
 
 def wait_ready(client: TestClient | httpx.Client, timeout: float = READY_TIMEOUT_S) -> dict:

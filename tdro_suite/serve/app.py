@@ -167,7 +167,7 @@ def create_app(settings: ServeSettings | None = None, *, encoder: Encoder | None
         added, replaced = await asyncio.to_thread(service.add_documents, passages, result.vectors)
         return DocumentsResponse(added=added, replaced=replaced, total=service.document_count())
 
-    @app.delete("/v1/documents/{doc_id}", tags=["search"], response_model=DeleteResponse, dependencies=auth,
+    @app.delete("/v1/documents/{doc_id:path}", tags=["search"], response_model=DeleteResponse, dependencies=auth,
                 responses=_errors(401, 404, 409, 503))
     async def delete_document(doc_id: str = Path(..., min_length=1, max_length=512)) -> DeleteResponse:
         service.require_index(writable=True)
