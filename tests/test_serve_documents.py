@@ -73,6 +73,7 @@ def test_search_validation_and_missing_index(tmp_path, tiny_encoder_dir) -> None
         assert typo.status_code == 422 and typo.json()["error"]["param"] == "topk"
         dup = c.post("/v1/documents", json={"documents": [{"id": "a", "text": "x"}, {"id": "a", "text": "y"}]})
         assert dup.status_code == 422 and "'a'" in dup.json()["error"]["message"]
+        assert dup.json()["error"]["param"] == "documents[1].id"
         empty = c.post("/v1/documents", json={"documents": [{"id": "a", "text": ""}]})
         assert empty.status_code == 422 and empty.json()["error"]["param"] == "documents[0].text"
 

@@ -137,18 +137,9 @@ def create_app(settings: ServeSettings | None = None, *, encoder: Encoder | None
         queries = [body.query] if isinstance(body.query, str) else body.query
         prompt = service.prompt_for(body.input_type, body.instruction)
         result = await service.embed(queries, prompt, "query", "/v1/search")
-        scores, ids = await asyncio.to_thread(service.search, result.vectors, body.top_k)
-        data = []
-        for q, row in enumerate(ids):
-            hits = []
-            for rank, doc_id in enumerate(row):
-                hit: dict[str, Any] = {"id": doc_id, "score": float(scores[q, rank])}
-                if body.include_text:
-                    doc = service.get_doc(doc_id) or {}
-                    hit["title"] = doc.get("title")
-                    hit["text"] = doc.get("text")
-                hits.append(hit)
-            data.append({"query_index": q, "hits": hits})
+        # in a thread: the index lock may be held by a document save, which must not stall the event loop
+        hits = await asyncio.to_thread(service.search, result.vectors, body.top_k, body.include_text)
+        data = [{"query_index": q, "hits": row} for q, row in enumerate(hits)]
         usage = {"prompt_tokens": result.tokens, "total_tokens": result.tokens}
         return JSONResponse({"object": "list", "data": data, "model": settings.model_name, "usage": usage})
 
@@ -156,11 +147,12 @@ def create_app(settings: ServeSettings | None = None, *, encoder: Encoder | None
               responses=_errors(401, 404, 409, 413, 422, 429, 503))
     async def add_documents(body: DocumentsRequest) -> DocumentsResponse:
         service.require_index(writable=True)
-        ids = [d.id for d in body.documents]
-        if len(set(ids)) != len(ids):
-            dup = next(i for n, i in enumerate(ids) if i in ids[:n])
-            raise ApiError(422, f"Document id '{dup}' appears more than once in 'documents'.",
-                           param="documents", code="duplicate_id")
+        seen: set[str] = set()
+        for n, doc in enumerate(body.documents):
+            if doc.id in seen:
+                raise ApiError(422, f"Document id '{doc.id}' appears more than once in 'documents'.",
+                               param=f"documents[{n}].id", code="duplicate_id")
+            seen.add(doc.id)
         passages = [Passage(docid=d.id, text=d.text, title=d.title) for d in body.documents]
         prompt = service.prompt_for("passage", None)
         result = await service.embed([p.full_text() for p in passages], prompt, "documents", "/v1/documents")

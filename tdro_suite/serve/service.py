@@ -253,15 +253,24 @@ class Service:
                            "each worker holds its own copy of the index.", code="read_only")
         return self.settings.index
 
-    def search(self, vectors: np.ndarray, top_k: int) -> tuple[np.ndarray, list[list[str]]]:
+    def search(self, vectors: np.ndarray, top_k: int, include_text: bool) -> list[list[dict[str, Any]]]:
+        """Hits per query, best first: id, score and (optionally) the stored title and text."""
         with self.index_lock:
             if self.index is None:
-                return np.zeros((len(vectors), 0), dtype=np.float32), [[] for _ in range(len(vectors))]
-            return self.index.search(vectors, top_k)
-
-    def get_doc(self, doc_id: str) -> dict | None:
-        with self.index_lock:
-            return self.index.get_doc(doc_id) if self.index is not None else None
+                return [[] for _ in range(len(vectors))]
+            scores, ids = self.index.search(vectors, top_k)
+            out = []
+            for q, row in enumerate(ids):
+                hits = []
+                for rank, doc_id in enumerate(row):
+                    hit: dict[str, Any] = {"id": doc_id, "score": float(scores[q, rank])}
+                    if include_text:
+                        doc = self.index.get_doc(doc_id) or {}
+                        hit["title"] = doc.get("title")
+                        hit["text"] = doc.get("text")
+                    hits.append(hit)
+                out.append(hits)
+            return out
 
     def add_documents(self, passages: Sequence[Passage], vectors: np.ndarray) -> tuple[int, int]:
         """Add (or replace) documents and save before returning (added, replaced)."""
