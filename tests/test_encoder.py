@@ -102,3 +102,9 @@ def test_lora_merged_decoder_round_trips(tiny_decoder_dir, tmp_path) -> None:
     np.testing.assert_allclose(before, merged.encode(texts), atol=1e-5)
     st = SentenceTransformer(str(tmp_path / "merged"), device="cpu")
     assert np.abs(before - st.encode(texts, convert_to_numpy=True)).max() <= 1e-5
+
+
+def test_default_max_length_respects_the_position_table(tiny_encoder_dir) -> None:
+    enc = Encoder.from_pretrained(tiny_encoder_dir, device="cpu")
+    assert enc.max_length == 128  # the tiny BERT has 128 positions; its tokenizer allows 512
+    assert enc.encode(["word " * 400]).shape == (1, enc.dimension)

@@ -115,10 +115,7 @@ class Encoder(torch.nn.Module):
             backbone = PeftModel.from_pretrained(backbone, folder)
         st = _read_sentence_transformers_meta(folder)
         mode = pooling or pooling_from_sentence_transformers(folder) or pooling_for_config(config)
-        length = max_length or st.get("max_seq_length") or min(
-            int(getattr(tokenizer, "model_max_length", DEFAULT_MAX_LENGTH) or DEFAULT_MAX_LENGTH),
-            DEFAULT_MAX_LENGTH,
-        )
+        length = max_length or st.get("max_seq_length") or _default_max_length(tokenizer, config)
         enc = cls(
             backbone,
             tokenizer,
@@ -251,6 +248,15 @@ class Encoder(torch.nn.Module):
         self.tokenizer.save_pretrained(path)
         _write_sentence_transformers_meta(path, self)
         return path
+
+
+def _default_max_length(tokenizer: Any, config: Any) -> int:
+    """The smallest of the tokenizer's limit, the model's position table and DEFAULT_MAX_LENGTH."""
+    limits = [DEFAULT_MAX_LENGTH]
+    for value in (getattr(tokenizer, "model_max_length", None), getattr(config, "max_position_embeddings", None)):
+        if isinstance(value, int) and 0 < value < 10**7:  # tokenizers without a limit report a huge sentinel
+            limits.append(value)
+    return min(limits)
 
 
 def _parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
