@@ -37,5 +37,8 @@ test: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
+demo: install
+	$(VENV)/bin/tdro-suite pipeline --config configs/pipeline/offline-demo.yaml
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -19,6 +19,7 @@ from tdro_suite.dro import commands as dro_commands
 from tdro_suite.evaluation import commands as eval_commands
 from tdro_suite.index import commands as index_commands
 from tdro_suite.modeling import commands as modeling_commands
+from tdro_suite.pipeline import commands as pipeline_commands
 from tdro_suite.serve import commands as serve_commands
 from tdro_suite.train import commands as train_commands
 
@@ -46,13 +47,14 @@ def _root(
 
 
 # --- command registration (one line per stage; keep the order of the pipeline) ---
+modeling_commands.register(app)
 data_commands.register(app)
 dro_commands.register(app)
-modeling_commands.register(app)
 train_commands.register(app)
 index_commands.register(app)
 eval_commands.register(app)
 serve_commands.register(app)
+pipeline_commands.register(app)
 
 
 def main() -> None:

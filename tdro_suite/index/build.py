@@ -44,16 +44,19 @@ def build_index(
     keep_shards: bool = False,
     show_progress: bool = True,
     info: DistInfo | None = None,
+    work_dir: str | Path | None = None,
 ) -> DenseIndex | None:
     """Encode `corpus` with `encoder` and save a `DenseIndex` folder at `out_dir`.
 
     Returns the index on rank 0 and None on the other ranks. The manifest records the model
     name and fingerprint, the corpus hash, the index type and the encoding time.
+    `work_dir` holds the embedding shards (default: a hidden folder beside `out_dir`); pointing it at
+    an evaluation cache folder of the same model and corpus reuses those embeddings instead of encoding.
     """
     info = info or dist_info()
     out_dir = Path(out_dir)
     docs = _as_documents(corpus)
-    work = work_dir_for(out_dir)
+    work = Path(work_dir) if work_dir is not None else work_dir_for(out_dir)
     fingerprint = encoder_fingerprint(encoder)
     started = time.perf_counter()
     embeddings = encode_corpus(

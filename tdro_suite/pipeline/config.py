@@ -1,0 +1,29 @@
+"""Config of `tdro-suite pipeline`: which stage configs to chain and what to evaluate."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt
+
+from tdro_suite.config import CommandConfig
+
+
+class PipelineConfig(CommandConfig):
+    """Chain the stages; each stage keeps its own YAML config so it can also be run alone."""
+
+    output_dir: str = "runs/pipeline"
+    optimize_config: str = Field(
+        "configs/optimize/minilm-offline.yaml", description="tDRO config (it also trains the reference)."
+    )
+    finetune_config: str = Field("configs/finetune/minilm-offline.yaml", description="Fine-tuning config.")
+    transfer: Literal["top-percent", "reweight"] = Field(
+        "top-percent", description="How tDRO weights reach fine-tuning: keep the top tasks, or sample by weight."
+    )
+    top_percent: float = Field(70.0, gt=0, le=100)
+    benchmarks: list[str] = Field(default_factory=lambda: ["beir", "miracl", "mkqa"])
+    evaluate_base: bool = Field(True, description="Also evaluate the untrained base model, for comparison.")
+    index_benchmark: str = Field("mkqa", description="Whose corpus becomes the served search index.")
+    index_type: str = "flat"
+    eval_batch_size: PositiveInt = 64
+    resume: bool = Field(True, description="Reuse finished stages in output_dir (each stage resumes itself).")

@@ -1,0 +1,196 @@
+"""Run the whole pipeline: train the uniform reference and learn tDRO weights, fine-tune with them,
+evaluate the base and the fine-tuned model on every benchmark, build the search index, and say how
+to serve the result. Each stage is the library function its own command calls, with its own config.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from tdro_suite.common.io import atomic_write_json, atomic_write_text
+from tdro_suite.config import load_config
+from tdro_suite.pipeline.config import PipelineConfig
+
+MODEL_LABELS = ("base", "tdro")
+
+
+@dataclass
+class PipelineResult:
+    """Where everything landed, plus the numbers people compare."""
+
+    output_dir: Path
+    weights: Path
+    model: Path
+    index: Path
+    results: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # label → bench → results
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def serve_command(self) -> str:
+        return f"tdro-suite serve --model {self.model} --index {self.index}"
+
+
+def run_pipeline(cfg: PipelineConfig, *, console: Console | None = None) -> PipelineResult:
+    console = console or Console()
+    out = Path(cfg.output_dir)
+    seconds: dict[str, float] = {}
+
+    started = time.perf_counter()
+    weights = _optimize(cfg, out, console)
+    seconds["tDRO (reference + weights)"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    model_dir, base_model = _finetune(cfg, out, weights, console)
+    seconds["fine-tune"] = time.perf_counter() - started
+
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    started = time.perf_counter()
+    models = {"base": base_model, "tdro": str(model_dir)} if cfg.evaluate_base else {"tdro": str(model_dir)}
+    for label, model in models.items():
+        results[label] = _evaluate(cfg, out, label, model, console)
+    seconds["evaluate"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    index_dir = _index(cfg, out, model_dir, console)
+    seconds["index"] = time.perf_counter() - started
+
+    result = PipelineResult(out, weights, model_dir, index_dir, results, seconds)
+    _write_summary(result)
+    return result
+
+
+def _optimize(cfg: PipelineConfig, out: Path, console: Console) -> Path:
+    from tdro_suite.dro.config import OptimizeConfig
+    from tdro_suite.dro.optimize import run_optimize
+
+    console.rule("[bold]1/4 tDRO: uniform reference, then the robust mixture")
+    opt = load_config(
+        OptimizeConfig,
+        cfg.optimize_config,
+        {"output_dir": str(out / "optimize"), "resume": cfg.resume, "overwrite": not cfg.resume},
+    )
+    return run_optimize(opt, console=console) / "weights.json"
+
+
+def _finetune(cfg: PipelineConfig, out: Path, weights: Path, console: Console) -> tuple[Path, str]:
+    from tdro_suite.train.config import FinetuneConfig
+    from tdro_suite.train.finetune import MODEL_DIR, run_finetune
+
+    transfer = f"top {cfg.top_percent:g}% of tasks" if cfg.transfer == "top-percent" else "tasks sampled by weight"
+    console.rule(f"[bold]2/4 Fine-tune with the tDRO mixture ({transfer})")
+    overrides: dict[str, Any] = {
+        "output_dir": str(out / "finetune"),
+        "mixture": str(weights),
+        "resume": cfg.resume,
+        "overwrite": not cfg.resume,
+    }
+    if cfg.transfer == "top-percent":
+        overrides["top_percent"] = cfg.top_percent
+    ft = load_config(FinetuneConfig, cfg.finetune_config, overrides)
+    exported = Path(ft.output_dir) / MODEL_DIR
+    if cfg.resume and (exported / "modules.json").is_file():
+        console.print(f"Reusing the fine-tuned model in {exported}")
+        return exported, ft.model
+    return run_finetune(ft, console=console), ft.model
+
+
+def _evaluate(cfg: PipelineConfig, out: Path, label: str, model: str, console: Console) -> dict[str, dict[str, Any]]:
+    from tdro_suite.evaluation.harness import evaluate
+    from tdro_suite.modeling import Encoder
+
+    console.rule(f"[bold]3/4 Evaluate the {'base' if label == 'base' else 'fine-tuned'} model ({model})")
+    encoder = None
+    results: dict[str, dict[str, Any]] = {}
+    for bench in cfg.benchmarks:
+        folder = out / "eval" / label / Path(bench).name
+        saved = folder / "results.json"
+        if cfg.resume and saved.is_file():
+            results[bench] = json.loads(saved.read_text(encoding="utf-8"))
+            continue
+        encoder = encoder or Encoder.from_pretrained(model)
+        results[bench] = evaluate(
+            encoder, bench, batch_size=cfg.eval_batch_size, cache_root=out / "embeddings", out_dir=folder
+        )
+        average = results[bench]["average"]
+        metric = results[bench]["main_metric"]
+        console.print(f"{bench}: {metric} = {average.get(metric, float('nan')):.4f}")
+    return results
+
+
+def _index(cfg: PipelineConfig, out: Path, model_dir: Path, console: Console) -> Path:
+    """Index the chosen benchmark's corpus, reusing the embeddings its evaluation already cached."""
+    from tdro_suite.evaluation.benchmarks import load_benchmark
+    from tdro_suite.index.build import build_index
+    from tdro_suite.index.corpus import corpus_hash
+    from tdro_suite.index.encode import encoder_fingerprint
+    from tdro_suite.modeling import Encoder
+
+    console.rule(f"[bold]4/4 Build the {cfg.index_type} search index over the {cfg.index_benchmark} corpus")
+    index_dir = out / "index"
+    encoder = Encoder.from_pretrained(model_dir)
+    docs = load_benchmark(cfg.index_benchmark).collections[0].corpus
+    cache = out / "embeddings" / encoder_fingerprint(encoder) / corpus_hash(docs)
+    build_index(
+        encoder, docs, index_dir, index_type=cfg.index_type, batch_size=cfg.eval_batch_size,
+        work_dir=cache, keep_shards=True,
+    )
+    return index_dir
+
+
+def comparison_rows(results: dict[str, dict[str, dict[str, Any]]]) -> list[tuple[str, str, dict[str, float]]]:
+    """(benchmark/collection, metric, {label: value}) for every collection and each benchmark's average."""
+    rows: list[tuple[str, str, dict[str, float]]] = []
+    first = next(iter(results.values()), {})
+    for bench, res in first.items():
+        metric = res["main_metric"]
+        for name in [*res["collections"], "average"]:
+            values = {}
+            for label, by_bench in results.items():
+                run = by_bench[bench]
+                block = run["average"] if name == "average" else run["collections"][name]["metrics"]
+                values[label] = float(block[metric])
+            rows.append((f"{bench}/{name}", metric, values))
+    return rows
+
+
+def summary_table(result: PipelineResult) -> Table:
+    labels = list(result.results)
+    table = Table(title="Retrieval quality (x100)")
+    table.add_column("benchmark / collection")
+    table.add_column("metric")
+    for label in labels:
+        table.add_column("base model" if label == "base" else "tDRO fine-tuned", justify="right")
+    if "base" in labels and len(labels) > 1:
+        table.add_column("change", justify="right")
+    for name, metric, values in comparison_rows(result.results):
+        cells = [f"{100 * values[label]:.2f}" for label in labels]
+        if "base" in labels and len(labels) > 1:
+            cells.append(f"{100 * (values['tdro'] - values['base']):+.2f}")
+        style = "bold" if name.endswith("/average") else None
+        table.add_row(name, metric, *cells, style=style)
+    return table
+
+
+def _write_summary(result: PipelineResult) -> None:
+    rows = comparison_rows(result.results)
+    labels = list(result.results)
+    atomic_write_json(
+        result.output_dir / "summary.json",
+        {
+            "weights": str(result.weights),
+            "model": str(result.model),
+            "index": str(result.index),
+            "serve_command": result.serve_command(),
+            "seconds": {k: round(v, 1) for k, v in result.seconds.items()},
+            "results": [{"collection": n, "metric": m, **v} for n, m, v in rows],
+        },
+    )
+    lines = ["| benchmark / collection | metric | " + " | ".join(labels) + " |", "|---|---|" + "---:|" * len(labels)]
+    lines += [f"| {n} | {m} | " + " | ".join(f"{100 * v[label]:.2f}" for label in labels) + " |" for n, m, v in rows]
+    atomic_write_text(result.output_dir / "summary.md", "\n".join(lines) + "\n")
