@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install install-dev test lint demo clean
+.PHONY: install install-dev test lint demo docs clean
 
 $(VENV)/.base:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ test: install-dev
 
 demo: install
 	$(VENV)/bin/tdro-suite pipeline --config configs/pipeline/offline-demo.yaml
+
+docs: install
+	$(VENV)/bin/typer tdro_suite.cli utils docs --name tdro-suite --output docs/cli.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
