@@ -58,27 +58,19 @@ pipeline_commands.register(app)
 
 
 def main() -> None:
-    """Console-script entry point: run the app, turning user errors into a clean message and exit code."""
+    """Console-script entry point.
+
+    Typer/click handle usage errors themselves (usage line, exit 2); user errors raised by the library
+    (`TdroError`) print one paragraph and exit non-zero, without a traceback.
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except TdroError as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err_console.print("Aborted.")
-        sys.exit(130)
     except KeyboardInterrupt:
         err_console.print("Interrupted.")
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":

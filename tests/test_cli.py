@@ -64,6 +64,12 @@ def test_user_errors_are_one_paragraph_without_traceback(tmp_path, args, stdin, 
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
 
 
+def test_usage_error_prints_usage_not_a_traceback() -> None:
+    proc = run_cli("finetune", "--no-such-option")
+    assert proc.returncode == 2
+    assert "No such option" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_bad_config_value_names_key_and_file(tmp_path) -> None:
     cfg = tmp_path / "encode.yaml"
     cfg.write_text("batch_size: -3\nbogus: 1\n")

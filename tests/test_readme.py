@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
 import pytest
 import typer
 
@@ -35,13 +34,19 @@ def readme_cli_calls() -> list[list[str]]:
 
 
 def parse(argv: list[str]) -> None:
-    """Parse like click would before running, without running anything."""
-    command: click.Command = typer.main.get_command(app)
+    """Parse like the CLI would before running, without running anything (typer vendors click's classes)."""
+    command = typer.main.get_command(app)
     ctx = command.make_context("tdro-suite", list(argv))
-    while isinstance(command, click.Group):
-        args = [*ctx.protected_args, *ctx.args]
-        name, command, rest = command.resolve_command(ctx, args)
+    while hasattr(command, "resolve_command"):  # a group: descend into the sub-command
+        protected = ctx._protected_args if hasattr(ctx, "_protected_args") else ctx.protected_args
+        name, command, rest = command.resolve_command(ctx, [*protected, *ctx.args])
         ctx = command.make_context(name, rest, parent=ctx)
+
+
+@pytest.mark.parametrize("argv", [["finetune", "--bogus"], ["data", "validate", "--nope"], ["eval", "--bench"]])
+def test_parse_rejects_what_the_cli_rejects(argv: list[str]) -> None:
+    with pytest.raises(typer.exceptions.TyperException):
+        parse(argv)
 
 
 def test_readme_has_cli_examples() -> None:
