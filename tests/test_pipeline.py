@@ -16,7 +16,7 @@ from dro_synthetic import build_planted_tasks
 from tdro_suite.data.mixture import read_mixture
 from tdro_suite.index.dense_index import DenseIndex
 from tdro_suite.pipeline.config import PipelineConfig
-from tdro_suite.pipeline.run import comparison_rows, run_pipeline, summary_table
+from tdro_suite.pipeline.run import PipelineResult, comparison_rows, run_pipeline, summary_table
 
 BENCH = Path(__file__).parent / "fixtures" / "bench" / "beir" / "tinyfacts"
 
@@ -76,3 +76,19 @@ def test_pipeline_runs_every_stage_and_resumes(pipeline_config: PipelineConfig) 
     assert "Reusing the fine-tuned model" in again_console.export_text()
     assert (again.model / "modules.json").stat().st_mtime_ns == stamp
     assert comparison_rows(again.results) == rows
+
+
+def test_comparison_rows_mark_benchmarks_the_base_model_skipped() -> None:
+    def run(value: float) -> dict:
+        return {"main_metric": "ndcg@10", "average": {"ndcg@10": value},
+                "collections": {"de": {"metrics": {"ndcg@10": value}}}}
+
+    results = {"base": {"miracl": run(0.2)}, "tdro": {"beir": run(0.5), "miracl": run(0.3)}}
+    rows = {name: values for name, _, values in comparison_rows(results)}
+    assert rows["beir/average"] == {"base": None, "tdro": 0.5}
+    assert rows["miracl/de"] == {"base": 0.2, "tdro": 0.3}
+    table = summary_table(PipelineResult(Path("o"), Path("w"), Path("m"), Path("i"), results))
+    console = Console(record=True, width=160)
+    console.print(table)
+    text = console.export_text()
+    assert "+10.00" in text and "-" in text

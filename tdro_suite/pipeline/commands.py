@@ -20,7 +20,9 @@ def pipeline(
     transfer: str = typer.Option(None, "--transfer", help="top-percent | reweight \\[top-percent]."),
     top_percent: float = typer.Option(None, "--top-percent", help="Tasks kept by weight, in percent \\[70]."),
     benchmarks: str = typer.Option(None, "--benchmarks", help="Comma-separated \\[beir,miracl,mkqa]."),
-    evaluate_base: bool = typer.Option(None, "--evaluate-base/--no-evaluate-base", help="Also score the base model."),
+    base_benchmarks: str = typer.Option(
+        None, "--base-benchmarks", help="Benchmarks to score the base model on too \\[all]; 'none' for none."
+    ),
     index_type: str = typer.Option(None, "--index-type", help="flat|hnsw|ivf-flat|ivf-pq|sq8 \\[flat]."),
     resume: bool = typer.Option(None, "--resume/--restart", help="Reuse finished stages in the run folder \\[resume]."),
     config: Path = typer.Option(None, "--config", "-c", help="YAML file with any of these options."),
@@ -37,8 +39,8 @@ def pipeline(
             "finetune_config": str(finetune_config) if finetune_config else None,
             "transfer": transfer,
             "top_percent": top_percent,
-            "benchmarks": [b.strip() for b in benchmarks.split(",") if b.strip()] if benchmarks else None,
-            "evaluate_base": evaluate_base,
+            "benchmarks": _bench_list(benchmarks),
+            "base_benchmarks": _bench_list(base_benchmarks),
             "index_type": index_type,
             "resume": resume,
         },
@@ -52,6 +54,12 @@ def pipeline(
     console.print(f"search index:     {result.index}")
     console.print(f"summary:          {result.output_dir / 'summary.md'}")
     console.print(f"Serve it:\n  [bold]{result.serve_command()}[/bold]", highlight=False)
+
+
+def _bench_list(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [] if text.strip().lower() == "none" else [b.strip() for b in text.split(",") if b.strip()]
 
 
 def register(app: typer.Typer) -> None:

@@ -22,7 +22,9 @@ class PipelineConfig(CommandConfig):
     )
     top_percent: float = Field(70.0, gt=0, le=100)
     benchmarks: list[str] = Field(default_factory=lambda: ["beir", "miracl", "mkqa"])
-    evaluate_base: bool = Field(True, description="Also evaluate the untrained base model, for comparison.")
+    base_benchmarks: list[str] | None = Field(
+        None, description="Benchmarks on which the untrained base model is scored too (None: all; []: none)."
+    )
     index_benchmark: str = Field("mkqa", description="Whose corpus becomes the served search index.")
     index_type: str = "flat"
     eval_batch_size: PositiveInt = 64

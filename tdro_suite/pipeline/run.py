@@ -1,6 +1,7 @@
 """Run the whole pipeline: train the uniform reference and learn tDRO weights, fine-tune with them,
-evaluate the base and the fine-tuned model on every benchmark, build the search index, and say how
-to serve the result. Each stage is the library function its own command calls, with its own config.
+evaluate the fine-tuned model on every benchmark (and the base model where asked, for comparison),
+build the search index, and say how to serve the result. Each stage is the library function its own
+command calls, with its own config.
 """
 
 from __future__ import annotations
@@ -51,9 +52,11 @@ def run_pipeline(cfg: PipelineConfig, *, console: Console | None = None) -> Pipe
 
     results: dict[str, dict[str, dict[str, Any]]] = {}
     started = time.perf_counter()
-    models = {"base": base_model, "tdro": str(model_dir)} if cfg.evaluate_base else {"tdro": str(model_dir)}
-    for label, model in models.items():
-        results[label] = _evaluate(cfg, out, label, model, console)
+    base_benchmarks = cfg.benchmarks if cfg.base_benchmarks is None else cfg.base_benchmarks
+    runs = {"base": (base_model, base_benchmarks), "tdro": (str(model_dir), cfg.benchmarks)}
+    for label, (model, benchmarks) in runs.items():
+        if benchmarks:
+            results[label] = _evaluate(out, label, model, benchmarks, cfg, console)
     seconds["evaluate"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -100,14 +103,16 @@ def _finetune(cfg: PipelineConfig, out: Path, weights: Path, console: Console) -
     return run_finetune(ft, console=console), ft.model
 
 
-def _evaluate(cfg: PipelineConfig, out: Path, label: str, model: str, console: Console) -> dict[str, dict[str, Any]]:
+def _evaluate(
+    out: Path, label: str, model: str, benchmarks: list[str], cfg: PipelineConfig, console: Console
+) -> dict[str, dict[str, Any]]:
     from tdro_suite.evaluation.harness import evaluate
     from tdro_suite.modeling import Encoder
 
     console.rule(f"[bold]3/4 Evaluate the {'base' if label == 'base' else 'fine-tuned'} model ({model})")
     encoder = None
     results: dict[str, dict[str, Any]] = {}
-    for bench in cfg.benchmarks:
+    for bench in benchmarks:
         folder = out / "eval" / label / Path(bench).name
         saved = folder / "results.json"
         if cfg.resume and saved.is_file():
@@ -143,20 +148,31 @@ def _index(cfg: PipelineConfig, out: Path, model_dir: Path, console: Console) ->
     return index_dir
 
 
-def comparison_rows(results: dict[str, dict[str, dict[str, Any]]]) -> list[tuple[str, str, dict[str, float]]]:
-    """(benchmark/collection, metric, {label: value}) for every collection and each benchmark's average."""
-    rows: list[tuple[str, str, dict[str, float]]] = []
-    first = next(iter(results.values()), {})
-    for bench, res in first.items():
+def comparison_rows(
+    results: dict[str, dict[str, dict[str, Any]]],
+) -> list[tuple[str, str, dict[str, float | None]]]:
+    """(benchmark/collection, metric, {label: value or None}) for every collection and each benchmark's average.
+
+    Rows follow the fine-tuned model's benchmarks; a model not scored on a benchmark gets None there.
+    """
+    rows: list[tuple[str, str, dict[str, float | None]]] = []
+    for bench, res in results.get("tdro", {}).items():
         metric = res["main_metric"]
         for name in [*res["collections"], "average"]:
-            values = {}
+            values: dict[str, float | None] = {}
             for label, by_bench in results.items():
-                run = by_bench[bench]
+                run = by_bench.get(bench)
+                if run is None:
+                    values[label] = None
+                    continue
                 block = run["average"] if name == "average" else run["collections"][name]["metrics"]
                 values[label] = float(block[metric])
             rows.append((f"{bench}/{name}", metric, values))
     return rows
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
 
 
 def summary_table(result: PipelineResult) -> Table:
@@ -166,14 +182,15 @@ def summary_table(result: PipelineResult) -> Table:
     table.add_column("metric")
     for label in labels:
         table.add_column("base model" if label == "base" else "tDRO fine-tuned", justify="right")
-    if "base" in labels and len(labels) > 1:
+    compare = "base" in labels and "tdro" in labels
+    if compare:
         table.add_column("change", justify="right")
     for name, metric, values in comparison_rows(result.results):
-        cells = [f"{100 * values[label]:.2f}" for label in labels]
-        if "base" in labels and len(labels) > 1:
-            cells.append(f"{100 * (values['tdro'] - values['base']):+.2f}")
-        style = "bold" if name.endswith("/average") else None
-        table.add_row(name, metric, *cells, style=style)
+        cells = [_pct(values[label]) for label in labels]
+        if compare:
+            base, tuned = values["base"], values["tdro"]
+            cells.append("-" if base is None or tuned is None else f"{100 * (tuned - base):+.2f}")
+        table.add_row(name, metric, *cells, style="bold" if name.endswith("/average") else None)
     return table
 
 
@@ -192,5 +209,5 @@ def _write_summary(result: PipelineResult) -> None:
         },
     )
     lines = ["| benchmark / collection | metric | " + " | ".join(labels) + " |", "|---|---|" + "---:|" * len(labels)]
-    lines += [f"| {n} | {m} | " + " | ".join(f"{100 * v[label]:.2f}" for label in labels) + " |" for n, m, v in rows]
+    lines += [f"| {n} | {m} | " + " | ".join(_pct(v[label]) for label in labels) + " |" for n, m, v in rows]
     atomic_write_text(result.output_dir / "summary.md", "\n".join(lines) + "\n")
