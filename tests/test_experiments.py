@@ -1,0 +1,140 @@
+"""eval/experiments/mixture_comparison.py on tiny models and planted tasks: every condition lands in the
+table as mean ± std, the plot is written, and a resumed experiment reuses every finished run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+from rich.console import Console
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent / "dist_scripts"))
+
+from dro_synthetic import build_planted_tasks  # noqa: E402
+
+BENCH = Path(__file__).parent / "fixtures" / "bench" / "beir" / "tinyfacts"
+MEAN_STD = re.compile(r"^\d+\.\d\d ± \d+\.\d\d$")
+
+
+def _load_experiment() -> ModuleType:
+    path = ROOT / "eval" / "experiments" / "mixture_comparison.py"
+    spec = importlib.util.spec_from_file_location("mixture_comparison", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+mc = _load_experiment()
+
+
+@pytest.fixture(scope="module")
+def configs(tiny_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("experiment")
+    data = build_planted_tasks(root / "data", tiny_encoder_dir)
+    common = {"hard_negatives": 3, "temperature": 0.05, "query_max_length": 16, "passage_max_length": 16}
+    reference = root / "reference.yaml"
+    reference.write_text(yaml.safe_dump({**common, "per_device_batch_size": 8, "learning_rate": 5e-3,
+                                         "max_steps": 3, "progress": False}))
+    optimize = root / "optimize.yaml"
+    optimize.write_text(yaml.safe_dump({
+        **common, "data": [str(data)], "model": str(tiny_encoder_dir), "train_reference": True,
+        "reference_config": str(reference), "use_instructions": False, "steps": 2, "batch_size": 8,
+        "step_size": 0.5, "learning_rate": 1e-3, "device": "cpu",
+    }))
+    finetune = root / "finetune.yaml"
+    finetune.write_text(yaml.safe_dump({
+        **common, "data": [str(data)], "model": str(tiny_encoder_dir), "use_instructions": False,
+        "per_device_batch_size": 8, "max_steps": 3, "learning_rate": 1e-3, "warmup_steps": 2, "progress": False,
+    }))
+    return {"root": root, "optimize": optimize, "finetune": finetune}
+
+
+def _spec(configs: dict[str, Path], seeds: list[int], **kw: object):
+    return mc.ExperimentSpec(
+        out=configs["root"] / "out", seeds=seeds, benchmarks=[str(BENCH)], optimize_config=configs["optimize"],
+        finetune_config=configs["finetune"], eval_batch_size=16, show_progress=False, **kw,
+    )
+
+
+def test_experiment_table_plot_and_resume(configs: dict[str, Path]) -> None:
+    runs = configs["root"] / "out" / "runs" / "seed-1"
+    # a first, partial experiment (as if killed after two conditions)
+    first = mc.run_experiment(_spec(configs, [1], conditions=["uniform", "tdro-top70"]), console=Console(quiet=True))
+    assert {r.condition for r in first.records} == {"uniform", "tdro-top70"}
+    ran_first = dict(first.seconds)
+    stamp = (runs / "finetune-uniform" / "model" / "modules.json").stat().st_mtime_ns
+
+    # the whole experiment: the reference, the relative weights and both finished models are reused
+    console = Console(record=True, width=200)
+    result = mc.run_experiment(_spec(configs, [1]), console=console)
+    text = console.export_text()
+    assert "reusing the uniform reference" in text and "reusing the tdro-top70 model" in text
+    assert "reusing the relative weights" in text
+    assert {k: result.seconds[k] for k in ran_first} == ran_first
+    assert (runs / "finetune-uniform" / "model" / "modules.json").stat().st_mtime_ns == stamp
+    # one reference for all measures, one tDRO run per measure, one fine-tune per condition
+    assert sorted(k for k in result.seconds if "/eval-" not in k) == sorted(
+        ["seed-1/reference", "seed-1/optimize-relative", "seed-1/optimize-loss", "seed-1/optimize-excess"]
+        + [f"seed-1/finetune-{c}" for c in mc.CONDITIONS]
+    )
+    assert not (runs / "optimize-loss" / "reference").exists()  # GroupDRO's measure needs no reference
+
+    # results.json: every run's numbers
+    saved = json.loads(result.results_json.read_text())
+    assert saved["complete"] is True and len(saved["runs"]) == len(mc.CONDITIONS)
+    assert all(0.0 <= run["value"] <= 1.0 and run["metric"] == "ndcg@10" for run in saved["runs"])
+    assert saved["conditions"]["uniform"]["tasks"] == "4" and saved["conditions"]["tdro-top70"]["tasks"] == "2"
+    assert saved["conditions"]["tdro-reweight"]["tasks"] == "4" and saved["conditions"]["loss-top70"]["tasks"] == "2"
+
+    # table.md: every condition, mean ± std per benchmark, the task counts; plot.png
+    table = result.table_md.read_text()
+    body = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| condition")]
+    assert len(body) == len(mc.CONDITIONS)
+    for name, line in zip(mc.CONDITIONS, body, strict=True):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[0].startswith(f"{name}: ")
+        assert cells[1] == ("2" if name.endswith("top70") else "4")
+        assert MEAN_STD.match(cells[2]), cells[2]
+    assert "tinyfacts nDCG@10" in table and "over 1 seed(s)" in table
+    assert result.plot_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # a killed evaluation: only the missing result is recomputed, nothing retrains, the numbers come back
+    killed = runs / "eval" / "excess-top70" / "tinyfacts" / "results.json"
+    killed.unlink()
+    again = mc.run_experiment(_spec(configs, [1]), console=Console(quiet=True))
+    assert killed.is_file()
+    trained = {k: v for k, v in result.seconds.items() if "/eval-" not in k}
+    assert {k: v for k, v in again.seconds.items() if "/eval-" not in k} == trained
+    assert [(r.condition, r.value) for r in again.records] == [(r.condition, r.value) for r in result.records]
+
+
+def test_other_settings_are_refused(configs: dict[str, Path]) -> None:
+    (configs["root"] / "refuse" / "runs").mkdir(parents=True, exist_ok=True)
+    spec = _spec(configs, [1])
+    spec.out = configs["root"] / "refuse"
+    mc._check_settings(spec, Console(quiet=True))
+    spec.finetune_steps = 2
+    with pytest.raises(SystemExit, match=r"finetune\.max_steps"):
+        mc._check_settings(spec, Console(quiet=True))
+
+
+def test_summary_mean_std_and_cli_presets() -> None:
+    records = [mc.Record("uniform", s, "miracl", "ndcg@10", v, {}, ["a"]) for s, v in [(1, 0.2), (2, 0.4)]]
+    (row,) = mc.summarize(records, ["uniform"], ["miracl"])
+    assert row.n == 2 and mc.mean_std(row) == "30.00 ± 14.14"
+    smoke = mc.parse_args(["--smoke"])
+    assert smoke.seeds == [42] and smoke.benchmarks == ["miracl"] and smoke.out == mc.SMOKE_OUT
+    assert smoke.finetune_steps == smoke.optimize_steps == smoke.reference_steps == mc.SMOKE_STEPS
+    full = mc.parse_args(["--conditions", "uniform,tdro-top70", "--seeds", "2"])
+    assert full.conditions == ["uniform", "tdro-top70"] and full.seeds == [42, 43] and full.out == mc.DEFAULT_OUT
+    with pytest.raises(SystemExit):
+        mc.parse_args(["--conditions", "nope"])
