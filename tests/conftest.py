@@ -33,3 +33,12 @@ def minilm():
     from tdro_suite.modeling import Encoder
 
     return Encoder.from_pretrained("minilm", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run several times faster on one thread than on two contended ones (use per module)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

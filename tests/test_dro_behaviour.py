@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).parent / "dist_scripts"))
@@ -34,13 +33,7 @@ from tdro_suite.dro.optimize import run_optimize
 QUIET = Console(quiet=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run several times faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

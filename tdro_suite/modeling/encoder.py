@@ -154,7 +154,11 @@ class Encoder(torch.nn.Module):
         )
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Tokens per text before truncation (specials and EOS included): what a batcher budgets for."""
+        """Tokens per text before truncation (specials and EOS included): what a batcher budgets for.
+
+        Fast tokenizers must not be called from two threads at once ("Already borrowed"): a caller that
+        counts on another thread than the one encoding uses its own copy of the tokenizer (as the server does).
+        """
         ids = self.tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
         return [len(x) for x in ids]
 
