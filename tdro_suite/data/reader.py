@@ -173,7 +173,12 @@ def iter_records(
         yield example
 
 
-def _decoded_lines(path: Path) -> Iterator[tuple[str, Any]]:
+def json_lines(path: Path) -> Iterator[tuple[str, Any]]:
+    """Yield ("file:line", parsed object) per non-blank line of a .jsonl/.jsonl.gz file.
+
+    A line that is not JSON yields an `InvalidLineError` in place of the object (callers decide whether to
+    raise or skip it); unreadable files (not UTF-8, broken gzip) raise `DataError` naming where it broke.
+    """
     lineno = 0
     with open_text(path) as fh:
         try:
@@ -198,7 +203,7 @@ def iter_examples(
     path: str | Path, *, skip_invalid: bool = False, report: InvalidReport | None = None
 ) -> Iterator[TrainExample]:
     """Yield the examples of one .jsonl/.jsonl.gz file lazily; bad lines raise or are skipped and counted."""
-    yield from iter_records(_decoded_lines(Path(path)), skip_invalid=skip_invalid, report=report)
+    yield from iter_records(json_lines(Path(path)), skip_invalid=skip_invalid, report=report)
 
 
 def iter_dataset_examples(

@@ -9,13 +9,12 @@ document would make it unretrievable without anyone noticing.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tdro_suite.common.errors import DataError
-from tdro_suite.data.reader import open_text
+from tdro_suite.data.reader import InvalidLineError, json_lines
 
 ID_FIELDS = ("_id", "docid", "id")
 
@@ -58,17 +57,10 @@ def parse_document(obj: object, where: str) -> Document:
 
 def iter_corpus(path: str | Path) -> Iterator[Document]:
     """Stream the documents of one corpus file, validating every line."""
-    path = Path(path)
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}).") from None
-            yield parse_document(obj, where)
+    for where, obj in json_lines(Path(path)):
+        if isinstance(obj, InvalidLineError):
+            raise obj
+        yield parse_document(obj, where)
 
 
 def read_corpus(paths: str | Path | Sequence[str | Path]) -> list[Document]:
