@@ -83,6 +83,11 @@ def _stats_table(result: ValidationResult) -> Table:
     return table
 
 
+SKIP_INVALID = typer.Option(
+    False, "--skip-invalid", help="Drop malformed lines instead of failing; they are counted and reported."
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add the `data` command group (validate, stats) to the root app."""
     data_app = typer.Typer(
@@ -92,11 +97,7 @@ def register(app: typer.Typer) -> None:
     @data_app.command("validate")
     def validate(
         paths: list[str] | None = typer.Argument(None, help=PATHS_HELP, show_default=False),
-        skip_invalid: bool = typer.Option(
-            False,
-            "--skip-invalid",
-            help="Drop malformed lines instead of failing; they are counted and reported.",
-        ),
+        skip_invalid: bool = SKIP_INVALID,
         as_json: bool = typer.Option(False, "--json", help="Print a JSON report on stdout."),
     ) -> None:
         """Check every line of every task; fail on the first bad line with file:line:field."""
@@ -121,11 +122,7 @@ def register(app: typer.Typer) -> None:
     @data_app.command("stats")
     def stats(
         paths: list[str] | None = typer.Argument(None, help=PATHS_HELP, show_default=False),
-        skip_invalid: bool = typer.Option(
-            False,
-            "--skip-invalid",
-            help="Drop malformed lines instead of failing; they are counted and reported.",
-        ),
+        skip_invalid: bool = SKIP_INVALID,
         as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout instead of a table."),
     ) -> None:
         """Per task: examples, languages, mean query/passage length (characters), hard negatives per query."""
