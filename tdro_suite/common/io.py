@@ -1,7 +1,9 @@
 """Atomic writes: a reader never sees half a file, and an interrupted run leaves the old one intact.
 
 Everything goes to a temporary sibling first, is flushed to disk, then renamed over the target
-(`os.replace` is atomic on POSIX when source and target share a file system).
+(`os.replace` is atomic on POSIX when source and target share a file system). Temporaries are created
+with the usual permissions (0666 / 0777 minus the umask), not `tempfile`'s private 0600 / 0700, so an
+index or model written by one user (or container) is readable by another, as a plain write would be.
 """
 
 from __future__ import annotations
@@ -10,10 +12,15 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+def _sibling(target: Path) -> Path:
+    """A fresh hidden name next to `target` (same file system, so the final rename is atomic)."""
+    return target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
 
 
 @contextlib.contextmanager
@@ -21,9 +28,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary file path next to `path`; on success it is renamed onto `path`."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _sibling(target)
+    os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield tmp_path
         with open(tmp_path, "rb") as fh:
@@ -57,7 +63,8 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = _sibling(target)
+    tmp.mkdir(mode=0o777)
     try:
         yield tmp
         old = None
