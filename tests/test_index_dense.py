@@ -143,6 +143,31 @@ def test_manifest_is_written_and_search_params_persist(data, tmp_path):
     assert loaded.search(queries, 5)[1] == index.search(queries, 5)[1]
 
 
+def hnsw_graph(index: DenseIndex):
+    import faiss
+
+    return faiss.downcast_index(index._index.index).hnsw  # under the IndexIDMap2 that keeps our ids
+
+
+def test_hnsw_builds_with_its_ef_construction_and_records_it(data, tmp_path):
+    from tdro_suite.index.factory import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH
+
+    docs, ids, _ = data
+    index = DenseIndex.build(docs, ids, index_type="hnsw")
+    assert hnsw_graph(index).efConstruction == HNSW_EF_CONSTRUCTION != 40  # not FAISS's default
+    assert hnsw_graph(index).efSearch == HNSW_EF_SEARCH
+    assert index.manifest["build_params"] == {"efConstruction": HNSW_EF_CONSTRUCTION}
+    tuned = DenseIndex.build(docs[:200], ids[:200], index_type="hnsw", build_params={"efConstruction": 24})
+    assert hnsw_graph(tuned).efConstruction == 24
+    tuned.save(tmp_path / "idx")
+    assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["build_params"] == {"efConstruction": 24}
+    assert DenseIndex.build(docs[:50], ids[:50], index_type="flat").manifest["build_params"] == {}
+    with pytest.raises(ConfigError, match="applies to HNSW indexes, not to 'Flat'"):
+        DenseIndex.build(docs[:50], ids[:50], index_type="flat", build_params={"efConstruction": 64})
+    with pytest.raises(ConfigError, match="unknown index build parameter 'M'"):
+        DenseIndex.build(docs[:50], ids[:50], index_type="hnsw", build_params={"M": 64})
+
+
 @pytest.mark.gpu
 def test_gpu_clone_gives_the_cpu_results(data):
     from tdro_suite.index.factory import gpu_count

@@ -6,7 +6,8 @@
 Vectors are clustered random data shaped like sentence embeddings (L2-normalised, 384-d): points
 around `--clusters` random centres, queries drawn the same way but not in the database. Every
 index is built and searched through `tdro_suite.index.DenseIndex` (the code `index`, `eval` and
-`serve` run), so the numbers include our id mapping. Search knobs (nprobe, efSearch) are swept;
+`serve` run), so the numbers include our id mapping. Search knobs (nprobe, efSearch) are swept,
+and `--hnsw-ef-construction 40,100` builds HNSW once per graph quality to compare;
 the run ends with the acceptance check: an HNSW or IVF setting with recall@10 >= 0.95 at
 >= 10x the queries/s of exact search.
 """
@@ -65,6 +66,8 @@ def main() -> int:
     parser.add_argument("--spread", type=float, default=0.08, help="per-dimension noise around a centre [0.08]")
     parser.add_argument("--repeats", type=int, default=2, help="search repetitions, best time kept [2]")
     parser.add_argument("--types", default="flat,hnsw,ivf-flat,ivf-pq,sq8")
+    parser.add_argument("--hnsw-ef-construction", default=None,
+                        help="comma-separated HNSW efConstruction values to build and compare [the shipped default]")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
 
@@ -79,15 +82,22 @@ def main() -> int:
           f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}", flush=True)
 
     sweeps = {
-        "hnsw": [("efSearch", v) for v in (16, 32, 64, 128)],
+        "hnsw": [("efSearch", v) for v in (32, 64, 128, 256, 512)],
         "ivf-flat": [("nprobe", v) for v in (2, 4, 8, 16, 32, 64)],
         "ivf-pq": [("nprobe", v) for v in (8, 32)],
     }
     rows, truth, exact_qps = [], None, None
+    builds = []  # (index type, build params): HNSW once per efConstruction asked for
     for index_type in args.types.split(","):
+        if index_type == "hnsw" and args.hnsw_ef_construction:
+            builds += [(index_type, {"efConstruction": int(v)}) for v in args.hnsw_ef_construction.split(",")]
+        else:
+            builds.append((index_type, None))
+    for index_type, build_params in builds:
         started = time.perf_counter()
-        index = DenseIndex.build(data, ids, index_type=index_type)
+        index = DenseIndex.build(data, ids, index_type=index_type, build_params=build_params)
         build_s = time.perf_counter() - started
+        built_with = ",".join(f"{k}={v}" for k, v in index.manifest["build_params"].items())
         size_mb = faiss.serialize_index(index._index).nbytes / 2**20
         settings = sweeps.get(index_type) or [(None, None)]
         for knob, value in settings:
@@ -101,7 +111,7 @@ def main() -> int:
                 truth, exact_qps = found, qps
             row = {
                 "index": index_type,
-                "factory": index.manifest["factory"],
+                "factory": index.manifest["factory"] + (f" ({built_with})" if built_with else ""),
                 "setting": f"{knob}={value}" if knob else "-",
                 "build_s": round(build_s, 2),
                 "size_mb": round(size_mb, 1),
@@ -110,7 +120,7 @@ def main() -> int:
                 "recall@10": round(recall_at_k(found, truth), 4),
             }
             rows.append(row)
-            print(f"{row['index']:9} {row['factory']:18} {row['setting']:12} build {row['build_s']:8.2f}s  "
+            print(f"{row['index']:9} {row['factory']:36} {row['setting']:12} build {row['build_s']:8.2f}s  "
                   f"size {row['size_mb']:8.1f} MB  {row['qps']:9.1f} q/s  x{row['speedup']:6.1f}  "
                   f"recall@10 {row['recall@10']:.4f}", flush=True)
         del index

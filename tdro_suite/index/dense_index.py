@@ -4,7 +4,7 @@ Folder layout (written atomically; a reader sees the old folder or the new one, 
     index.faiss     the FAISS index (always a CPU index on disk; cloned to GPUs on load when FAISS sees them)
     ids.json        external document id per internal FAISS id; null for a removed document
     docs.jsonl      optional document store: {"id","title","text", ...} per live document
-    manifest.json   model, dimension, metric, normalized, index_type, factory, search_params,
+    manifest.json   model, dimension, metric, normalized, index_type, factory, search_params, build_params,
                     corpus_hash, count, created, format_version
 
 FAISS ids are positions in `ids.json`, so string ids survive every index type. `add` replaces a
@@ -103,11 +103,13 @@ class DenseIndex:
         index_type: str = "flat",
         docs: Sequence[dict] | None = None,
         manifest: dict | None = None,
+        build_params: dict[str, Any] | None = None,
     ) -> DenseIndex:
         """Build an index over `embeddings` (row i is document `ids[i]`), training it on a sample if needed.
 
         `docs` (optional, aligned with `ids`) is kept as the document store; `manifest` entries
-        (model, corpus_hash, ...) are merged into the generated manifest.
+        (model, corpus_hash, ...) are merged into the generated manifest; `build_params` overrides the
+        type's build-time knobs (HNSW `efConstruction`).
         """
         vectors = as_matrix(embeddings, "document embeddings")
         ids = [str(i) for i in ids]
@@ -120,6 +122,7 @@ class DenseIndex:
             raise IndexMismatchError(f"{len(docs)} documents for {len(ids)} ids: they must be aligned.")
         dim = vectors.shape[1]
         spec = resolve_spec(index_type, len(vectors), dim)
+        spec.build_params.update(build_params or {})
         index = faiss.IndexIDMap2(create_index(spec, dim)) if _needs_id_map(spec) else create_index(spec, dim)
         if spec.needs_training:
             sample = train_sample(vectors, spec)
@@ -137,6 +140,7 @@ class DenseIndex:
             "index_type": spec.name,
             "factory": spec.factory,
             "search_params": spec.search_params,
+            "build_params": spec.build_params,
             "corpus_hash": hash_ids(ids),
             "count": len(ids),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

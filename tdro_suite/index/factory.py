@@ -18,7 +18,7 @@ from tdro_suite.common.errors import ConfigError
 
 INDEX_TYPES = {
     "flat": "exact inner-product search (brute force; the reference for recall)",
-    "hnsw": "HNSW graph (M=32): fast, high recall, no training, no physical removal",
+    "hnsw": "HNSW graph (M=32, efConstruction=100): fast, high recall, no training, no physical removal",
     "ivf-flat": "inverted lists over k-means cells, full vectors (trained on a sample)",
     "ivf-pq": "inverted lists with product-quantised codes: smallest memory (trained on a sample)",
     "sq8": "8-bit scalar-quantised vectors, exact scan: 4x smaller than flat (trained on a sample)",
@@ -26,15 +26,22 @@ INDEX_TYPES = {
 # How many training points per IVF cell / PQ centroid FAISS recommends (it warns below 39).
 TRAIN_POINTS_PER_CENTROID = 64
 MAX_TRAIN_SAMPLE = 262_144
+# HNSW graph quality (build) and search breadth. With FAISS's efConstruction default, 40, recall@10 on
+# 1M clustered 384-d vectors is 0.77 at efSearch 128; with 100 it is 0.98 (18x exact search), for about
+# 3x the build time; 200 adds nothing at 200k vectors (eval/bench/README.md).
+HNSW_EF_CONSTRUCTION = 100
+HNSW_EF_SEARCH = 128
 
 
 @dataclass
 class IndexSpec:
-    """What to build: the FAISS factory string, and the search-time knobs to set after loading."""
+    """What to build: the FAISS factory string, build-time knobs (HNSW efConstruction), and the
+    search-time knobs to set after loading."""
 
     name: str
     factory: str
     search_params: dict[str, Any] = field(default_factory=dict)
+    build_params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def needs_training(self) -> bool:
@@ -75,7 +82,7 @@ def resolve_spec(index_type: str, n: int, dim: int) -> IndexSpec:
     if key == "flat":
         return IndexSpec("flat", "Flat")
     if key == "hnsw":
-        return IndexSpec("hnsw", "HNSW32", {"efSearch": 128})
+        return IndexSpec("hnsw", "HNSW32", {"efSearch": HNSW_EF_SEARCH}, {"efConstruction": HNSW_EF_CONSTRUCTION})
     if key in ("ivf-flat", "ivf"):
         nlist = ivf_lists(n)
         return IndexSpec("ivf-flat", f"IVF{nlist},Flat", {"nprobe": default_nprobe(nlist)})
@@ -97,8 +104,16 @@ def resolve_spec(index_type: str, n: int, dim: int) -> IndexSpec:
 
 
 def create_index(spec: IndexSpec, dim: int) -> faiss.Index:
-    """An empty inner-product FAISS index for `spec`."""
-    return faiss.index_factory(dim, spec.factory, faiss.METRIC_INNER_PRODUCT)
+    """An empty inner-product FAISS index for `spec`, with its build parameters set."""
+    index = faiss.index_factory(dim, spec.factory, faiss.METRIC_INNER_PRODUCT)
+    for key, value in spec.build_params.items():
+        if key != "efConstruction":
+            raise ConfigError(f"unknown index build parameter '{key}' (known: efConstruction).")
+        graph = getattr(faiss.downcast_index(index), "hnsw", None)
+        if graph is None:
+            raise ConfigError(f"efConstruction applies to HNSW indexes, not to '{spec.factory}'.")
+        graph.efConstruction = int(value)
+    return index
 
 
 def train_sample(vectors: np.ndarray, spec: IndexSpec, seed: int = 0) -> np.ndarray:
