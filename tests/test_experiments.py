@@ -97,7 +97,8 @@ def test_experiment_table_plot_and_resume(configs: dict[str, Path]) -> None:
 
     # table.md: every condition, mean ± std per benchmark, the task counts; plot.png
     table = result.table_md.read_text()
-    body = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| condition")]
+    main_table = table.split("\n\n")[1]
+    body = [line for line in main_table.splitlines() if line.startswith("| ") and not line.startswith("| condition")]
     assert len(body) == len(mc.CONDITIONS)
     for name, line in zip(mc.CONDITIONS, body, strict=True):
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -105,6 +106,8 @@ def test_experiment_table_plot_and_resume(configs: dict[str, Path]) -> None:
         assert cells[1] == ("2" if name.endswith("top70") else "4")
         assert MEAN_STD.match(cells[2]), cells[2]
     assert "tinyfacts nDCG@10" in table and "over 1 seed(s)" in table
+    assert "paired by seed" in table and "| tdro-top70 | " in table.split("paired by seed")[1]
+    assert "selection left out" in table
     assert result.plot_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # a killed evaluation: only the missing result is recomputed, nothing retrains, the numbers come back
@@ -138,3 +141,17 @@ def test_summary_mean_std_and_cli_presets() -> None:
     assert full.conditions == ["uniform", "tdro-top70"] and full.seeds == [42, 43] and full.out == mc.DEFAULT_OUT
     with pytest.raises(SystemExit):
         mc.parse_args(["--conditions", "nope"])
+
+
+def test_paired_differences_and_dropped_tasks() -> None:
+    rows = [("uniform", 1, 0.40, "abc"), ("uniform", 2, 0.50, "abc"), ("tdro-top70", 1, 0.43, "ab"),
+            ("tdro-top70", 2, 0.49, "bc"), ("loss-top70", 1, 0.40, "ac")]
+    records = [mc.Record(c, s, "beir", "ndcg@10", v, {}, list(t)) for c, s, v, t in rows]
+    paired = mc.paired_differences(records, ["uniform", "tdro-top70", "loss-top70"])
+    # seed 1: +3.00, seed 2: -1.00 → mean +1.00, sample std 2.83; loss-top70 has one seed: +0.00, std 0
+    assert "| tdro-top70 | +1.00 ± 2.83 (1/2 higher) |" in paired
+    assert "| loss-top70 | +0.00 ± 0.00 (0/1 higher) |" in paired
+    assert "| uniform |" not in paired
+    dropped = mc.dropped_tasks(records, ["uniform", "tdro-top70", "loss-top70"])
+    assert "| tdro-top70 | c | a |" in dropped and "| loss-top70 | b | - |" in dropped
+    assert "| uniform |" not in dropped

@@ -392,6 +392,48 @@ def markdown_table(records: Sequence[Record], summary: Sequence[SummaryRow], con
     return "\n".join(lines) + "\n" + note
 
 
+def paired_differences(records: Sequence[Record], conditions: Sequence[str], baseline: str = "uniform") -> str:
+    """Markdown: per condition × benchmark, the mean ± sample std over seeds of (condition − baseline),
+    and in how many seeds the condition scored higher. Pairing by seed removes the seed-to-seed swing
+    that both runs share (the same reference, the same task draw order), which the std columns keep."""
+    value = {(r.condition, r.seed, r.benchmark): r.value for r in records}
+    benchmarks = list(dict.fromkeys(r.benchmark for r in records))
+    lines = ["| condition − " + baseline + " | " + " | ".join(benchmarks) + " |", "|---|" + "---:|" * len(benchmarks)]
+    for name in conditions:
+        if name == baseline:
+            continue
+        cells = []
+        for bench in benchmarks:
+            diffs = [100 * (value[(name, seed, bench)] - value[(baseline, seed, bench)])
+                     for (cond, seed, b) in value if cond == name and b == bench and (baseline, seed, b) in value]
+            if not diffs:
+                cells.append("-")
+                continue
+            std = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+            wins = sum(d > 0 for d in diffs)
+            mean = round(statistics.fmean(diffs), 2) + 0.0  # + 0.0: no "-0.00"
+            cells.append(f"{mean:+.2f} ± {std:.2f} ({wins}/{len(diffs)} higher)")
+        if any(c != "-" for c in cells):
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
+
+
+def dropped_tasks(records: Sequence[Record], conditions: Sequence[str]) -> str:
+    """Markdown: which tasks each top-p% selection left out, per seed (how stable the selection is)."""
+    everything = sorted({t for r in records for t in r.tasks})
+    seeds = sorted({r.seed for r in records})
+    lines = ["| condition | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
+    for name in conditions:
+        if CONDITIONS[name].top_percent is None:
+            continue
+        tasks = {r.seed: r.tasks for r in records if r.condition == name}
+        if tasks:
+            lines.append(f"| {name} | " + " | ".join(
+                ", ".join(t for t in everything if t not in tasks[s]) if s in tasks else "-" for s in seeds
+            ) + " |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
+
+
 def rich_table(records: Sequence[Record], summary: Sequence[SummaryRow], conditions: Sequence[str]) -> Table:
     columns = _columns(summary)
     by_key = {(r.condition, r.benchmark): r for r in summary}
@@ -464,7 +506,12 @@ def write_outputs(
         "seconds_total": round(sum(seconds.values()), 1),
     })
     if final:
-        atomic_write_text(table_md, "# Mixture comparison\n\n" + markdown_table(records, summary, spec.conditions))
+        sections = ["# Mixture comparison\n\n" + markdown_table(records, summary, spec.conditions)]
+        if paired := paired_differences(records, spec.conditions):
+            sections.append("## Difference to the uniform mixture, paired by seed (x100)\n\n" + paired)
+        if dropped := dropped_tasks(records, spec.conditions):
+            sections.append(f"## Tasks each top-{TOP_PERCENT:g}% selection left out\n\n" + dropped)
+        atomic_write_text(table_md, "\n".join(sections))
         plot(summary, spec.conditions, plot_png)
     return summary, results_json, table_md, plot_png
 
