@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from tdro_suite.common.device import default_dtype, resolve_device
 from tdro_suite.common.errors import ModelNotFoundError
+from tdro_suite.modeling.length_buckets import plan_buckets, restore_order, trim_to_rows
 from tdro_suite.modeling.lora import attach_lora, is_peft
 from tdro_suite.modeling.pooling import (
     POOLING_MODES,
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 512
 PROGRESS_MIN_TEXTS = 256  # show a progress bar by default only when encoding at least this many texts
+# Smallest length bucket worth its own forward pass: small on CPU (per-call overhead is tiny next to
+# the compute), larger on GPU where a pass of few rows leaves the device idle.
+MIN_BUCKET_ROWS_CPU = 8
+MIN_BUCKET_ROWS_GPU = 64
 
 
 class Encoder(torch.nn.Module):
@@ -164,11 +169,24 @@ class Encoder(torch.nn.Module):
 
     # ------------------------------------------------------------------ forward / encode
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Embed tokenised texts: [B, T] features → [B, D] (normalised when `self.normalize`)."""
+        """Embed tokenised texts: [B, T] features → [B, D] (normalised when `self.normalize`).
+
+        A batch of mixed lengths runs as a few length buckets, each padded only to its own longest
+        row (see `length_buckets`): same embeddings, fewer pad tokens through the backbone.
+        """
         inputs = {k: v for k, v in features.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        min_rows = MIN_BUCKET_ROWS_GPU if inputs["input_ids"].is_cuda else MIN_BUCKET_ROWS_CPU
+        buckets = plan_buckets(inputs["attention_mask"], min_rows)
+        if buckets is None:
+            emb = self._embed(inputs)
+        else:
+            emb = restore_order([self._embed(trim_to_rows(inputs, rows)) for rows in buckets], buckets)
+        return F.normalize(emb, p=2, dim=-1) if self.normalize else emb
+
+    def _embed(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One padded pass through the backbone, pooled to float32 [B, D]."""
         hidden = self.backbone(**inputs).last_hidden_state
-        emb = pool(hidden, inputs["attention_mask"], self.pooling)
-        return F.normalize(emb.float(), p=2, dim=-1) if self.normalize else emb.float()
+        return pool(hidden, inputs["attention_mask"], self.pooling).float()
 
     def encode(
         self,
