@@ -191,3 +191,27 @@ def test_cpu_only_faiss_keeps_the_cpu_index(data):
     docs, ids, _ = data
     index = DenseIndex.build(docs[:10], ids[:10])
     assert to_gpus(index._index) is None and index._searcher() is index._index
+
+
+def test_many_tombstones_still_give_k_live_results_without_fetching_them_all(data, monkeypatch):
+    docs, ids, queries = data
+    index = DenseIndex.build(docs, ids, index_type="hnsw")
+    rng = np.random.default_rng(3)
+    gone = [ids[i] for i in rng.choice(len(ids), size=1800, replace=False)]  # 90% of the documents
+    index.remove(gone)
+    assert index.tombstones == 1800
+    fetched: list[int] = []
+    searcher = index._searcher()
+    original = searcher.search
+    monkeypatch.setattr(searcher, "search", lambda q, n: (fetched.append(n), original(q, n))[1])
+    _, found = index.search(queries, 10)
+    live = [i for i, doc_id in enumerate(ids) if doc_id not in set(gone)]
+    _, rows = brute_force(docs[live], queries, 10)
+    want = [[ids[live[r]] for r in row] for row in rows]
+    assert all(len(row) == 10 for row in found)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, want, strict=True)])
+    assert recall >= 0.95
+    assert fetched[0] == 2 * 10 + 16 and fetched == sorted(fetched)  # grows only when tombstones fill a list
+    fetched.clear()
+    index.search(queries, 1)  # with 90% tombstones a top-1 list of 18 rows is rarely all dead: few re-asks
+    assert fetched[0] == 18 and max(fetched) < 1800

@@ -10,7 +10,8 @@ Folder layout (written atomically; a reader sees the old folder or the new one, 
 FAISS ids are positions in `ids.json`, so string ids survive every index type. `add` replaces a
 document that already exists; `remove` deletes physically where FAISS can (flat, IVF, SQ) and
 leaves a tombstone where it cannot (HNSW): tombstoned rows are filtered out at search time, and
-searches ask FAISS for extra rows so a query still gets k live results.
+searches ask FAISS for extra rows (2k + 16, then 4x more for as long as tombstones fill a query's
+list) so a query still gets k live results without paying for every tombstone on every search.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ IDS_FILE = "ids.json"
 DOCS_FILE = "docs.jsonl"
 MANIFEST_FILE = "manifest.json"
 NORM_TOLERANCE = 1e-3
+TOMBSTONE_FETCH_SLACK = 16  # extra rows asked for beyond 2k when the index holds tombstones
 
 
 def as_matrix(vectors: np.ndarray, what: str) -> np.ndarray:
@@ -252,24 +254,42 @@ class DenseIndex:
         k = min(k, len(self))
         if k == 0 or len(q) == 0:
             return np.full((len(q), k), -np.inf, dtype=np.float32), [[] for _ in range(len(q))]
-        fetch = min(k + self.tombstones, int(self._index.ntotal))
-        raw_scores, raw_ids = self._searcher().search(q, fetch)
-        scores = np.full((len(q), k), -np.inf, dtype=np.float32)
+        total = int(self._index.ntotal)
+        # Tombstoned rows (HNSW) take result slots: ask for a few more, and only when that was not
+        # enough for some query (its list is full of tombstones), ask again for 4x as many.
+        fetch = k if self.tombstones == 0 else min(total, 2 * k + TOMBSTONE_FETCH_SLACK)
+        while True:
+            raw_scores, raw_ids = self._searcher().search(q, fetch)
+            scores, out_ids, short = self._live_top_k(raw_scores, raw_ids, k)
+            if not short or fetch >= total:
+                return scores, out_ids
+            fetch = min(total, 4 * fetch)
+
+    def _live_top_k(
+        self, raw_scores: np.ndarray, raw_ids: np.ndarray, k: int
+    ) -> tuple[np.ndarray, list[list[str]], bool]:
+        """FAISS rows → the first k live ids per query, their scores, and whether some query got fewer
+        than k because tombstones filled its list (a larger fetch would find more)."""
+        scores = np.full((len(raw_ids), k), -np.inf, dtype=np.float32)
         out_ids: list[list[str]] = []
-        for row in range(len(q)):
+        short = False
+        for row in range(len(raw_ids)):
             kept: list[str] = []
+            skipped = False
             for score, pos in zip(raw_scores[row], raw_ids[row], strict=True):
                 if pos < 0:
                     continue
                 label = self._labels[pos]
                 if label is None:
+                    skipped = True
                     continue
                 scores[row, len(kept)] = score
                 kept.append(label)
                 if len(kept) == k:
                     break
+            short = short or (skipped and len(kept) < k)
             out_ids.append(kept)
-        return scores, out_ids
+        return scores, out_ids, short
 
     # ---- updates ------------------------------------------------------------------------------
     def add(self, ids: Sequence[str], embeddings: np.ndarray, docs: Sequence[dict] | None = None) -> None:
