@@ -194,6 +194,9 @@ def test_cpu_only_faiss_keeps_the_cpu_index(data):
 
 
 def test_many_tombstones_still_give_k_live_results_without_fetching_them_all(data, monkeypatch):
+    from tdro_suite.index import dense_index
+
+    monkeypatch.setattr(dense_index, "COMPACT_MIN_TOMBSTONES", 10**9)  # keep the tombstones for this test
     docs, ids, queries = data
     index = DenseIndex.build(docs, ids, index_type="hnsw")
     rng = np.random.default_rng(3)
@@ -215,3 +218,29 @@ def test_many_tombstones_still_give_k_live_results_without_fetching_them_all(dat
     fetched.clear()
     index.search(queries, 1)  # with 90% tombstones a top-1 list of 18 rows is rarely all dead: few re-asks
     assert fetched[0] == 18 and max(fetched) < 1800
+
+
+def test_remove_compacts_hnsw_once_tombstones_outnumber_live_documents(data, tmp_path):
+    from tdro_suite.index.dense_index import COMPACT_MIN_TOMBSTONES
+
+    docs, ids, queries = data
+    index = DenseIndex.build(docs, ids, index_type="hnsw", docs=[{"text": i} for i in ids],
+                             build_params={"efConstruction": 48})
+    index.set_search_params(efSearch=64)
+    assert COMPACT_MIN_TOMBSTONES == 1024
+    index.remove(ids[:1000])  # 1000 tombstones, 1000 live: not yet
+    assert index.tombstones == 1000 and index._index.ntotal == 2000
+    index.remove(ids[1000:1100])  # 1100 tombstones > max(1024, 900 live): rebuilt without them
+    assert index.tombstones == 0 and index._index.ntotal == len(index) == 900
+    assert index.ids == ids[1100:] and index.get_doc(ids[1500]) == {"id": ids[1500], "title": "", "text": ids[1500]}
+    assert hnsw_graph(index).efConstruction == 48 and hnsw_graph(index).efSearch == 64
+    _, found = index.search(queries, 10)
+    _, rows = brute_force(docs[1100:], queries, 10)
+    want = [[ids[1100 + r] for r in row] for row in rows]
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, want, strict=True)]) >= 0.95
+    index.add(["new"], queries[:1])  # ids keep working after the renumbering
+    assert index.search(queries[:1], 1)[1] == [["new"]]
+    index.save(tmp_path / "idx")
+    loaded = DenseIndex.load(tmp_path / "idx")
+    assert loaded.search(queries, 10)[1] == index.search(queries, 10)[1] and loaded.tombstones == 0
+    assert DenseIndex.build(docs[:10], ids[:10], index_type="flat").compact() == 0  # nothing to drop

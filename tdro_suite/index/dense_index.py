@@ -12,6 +12,7 @@ document that already exists; `remove` deletes physically where FAISS can (flat,
 leaves a tombstone where it cannot (HNSW): tombstoned rows are filtered out at search time, and
 searches ask FAISS for extra rows (2k + 16, then 4x more for as long as tombstones fill a query's
 list) so a query still gets k live results without paying for every tombstone on every search.
+Once tombstones outnumber live documents, `remove` rebuilds the index without them (`compact`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ DOCS_FILE = "docs.jsonl"
 MANIFEST_FILE = "manifest.json"
 NORM_TOLERANCE = 1e-3
 TOMBSTONE_FETCH_SLACK = 16  # extra rows asked for beyond 2k when the index holds tombstones
+COMPACT_MIN_TOMBSTONES = 1024  # `remove` rebuilds once tombstones exceed this AND the live documents
 
 
 def as_matrix(vectors: np.ndarray, what: str) -> np.ndarray:
@@ -125,14 +127,7 @@ class DenseIndex:
         dim = vectors.shape[1]
         spec = resolve_spec(index_type, len(vectors), dim)
         spec.build_params.update(build_params or {})
-        index = faiss.IndexIDMap2(create_index(spec, dim)) if _needs_id_map(spec) else create_index(spec, dim)
-        if spec.needs_training:
-            sample = train_sample(vectors, spec)
-            if len(sample) == 0:
-                raise IndexMismatchError(f"index type '{spec.name}' must be trained, but there are no vectors.")
-            index.train(sample)
-        if len(vectors):
-            index.add_with_ids(vectors, np.arange(len(vectors), dtype=np.int64))
+        index = _filled_index(spec, vectors)
         meta = {
             "format_version": FORMAT_VERSION,
             "model": None,
@@ -332,7 +327,39 @@ class DenseIndex:
         with contextlib.suppress(RuntimeError):  # HNSW (and some factory strings) cannot remove: tombstone
             self._index.remove_ids(np.asarray(positions, dtype=np.int64))
         self._invalidate()
+        if self.tombstones > max(COMPACT_MIN_TOMBSTONES, len(self)):
+            self.compact()
         return len(positions)
+
+    def compact(self) -> int:
+        """Rebuild the FAISS index from the live vectors, dropping tombstones; returns how many were dropped.
+
+        `remove` calls it once tombstones outnumber live documents (and exceed COMPACT_MIN_TOMBSTONES), so
+        a delete-heavy HNSW index never holds more dead rows than live ones, at the price of one full
+        build every so often (minutes at 1M vectors, see eval/bench/README.md).
+        """
+        dropped = self.tombstones
+        if dropped == 0:
+            return 0
+        live = [pos for pos, label in enumerate(self._labels) if label is not None]
+        try:
+            vectors = self._index.reconstruct_batch(np.asarray(live, dtype=np.int64))
+        except RuntimeError as exc:
+            raise IndexFormatError(
+                f"cannot compact a '{self.manifest.get('factory')}' index: FAISS cannot return its vectors ({exc})."
+            ) from None
+        spec = IndexSpec(
+            self.manifest.get("index_type") or self.manifest["factory"],
+            self.manifest["factory"],
+            dict(self.manifest.get("search_params") or {}),
+            dict(self.manifest.get("build_params") or {}),
+        )
+        self._index = _filled_index(spec, np.ascontiguousarray(vectors, dtype=np.float32))
+        self._labels = [self._labels[pos] for pos in live]
+        self._positions = {label: pos for pos, label in enumerate(self._labels) if label is not None}
+        apply_search_params(self._index, spec.search_params)
+        self._invalidate()
+        return dropped
 
     # ---- internals ----------------------------------------------------------------------------
     def _invalidate(self) -> None:
@@ -354,6 +381,20 @@ class DenseIndex:
         apply_search_params(self._index, params)
         if self._gpu is not None:
             apply_search_params(self._gpu, params)
+
+
+def _filled_index(spec: IndexSpec, vectors: np.ndarray) -> faiss.Index:
+    """A new FAISS index of `spec` (id-mapped where needed, trained if needed) holding `vectors` as ids 0..N-1."""
+    dim = vectors.shape[1]
+    index = faiss.IndexIDMap2(create_index(spec, dim)) if _needs_id_map(spec) else create_index(spec, dim)
+    if spec.needs_training:
+        sample = train_sample(vectors, spec)
+        if len(sample) == 0:
+            raise IndexMismatchError(f"index type '{spec.name}' must be trained, but there are no vectors.")
+        index.train(sample)
+    if len(vectors):
+        index.add_with_ids(vectors, np.arange(len(vectors), dtype=np.int64))
+    return index
 
 
 def _needs_id_map(spec: IndexSpec) -> bool:
