@@ -11,6 +11,7 @@ from rich.markdown import Markdown
 
 from tdro_suite.config import load_config
 from tdro_suite.evaluation.config import EvalConfig
+from tdro_suite.index.commands import EF_SEARCH_OPTION, NPROBE_OPTION
 
 console = Console()
 
@@ -28,8 +29,8 @@ def eval_command(
     split: str = typer.Option(None, "--split", help="Qrels split \\[BEIR test, MIRACL dev]."),
     langs: str = typer.Option(None, "--langs", help="Comma-separated MIRACL/MKQA languages or BEIR datasets \\[all]."),
     index_type: str = typer.Option(None, "--index-type", help="flat|hnsw|ivf-flat|ivf-pq|sq8|factory \\[flat]."),
-    nprobe: int = typer.Option(None, "--nprobe", help="IVF cells visited per query \\[max(8, nlist/32)]."),
-    ef_search: int = typer.Option(None, "--ef-search", help="HNSW search breadth \\[128]."),
+    nprobe: int = NPROBE_OPTION,
+    ef_search: int = EF_SEARCH_OPTION,
     k_values: str = typer.Option(None, "--k", help="Comma-separated cutoffs \\[1,3,5,10,100; MKQA 1,5,20,100]."),
     instruction: str = typer.Option(None, "--instruction", help="Query instruction \\[the model's query prompt]."),
     batch_size: int = typer.Option(None, "--batch-size", help="Texts per forward pass \\[32]."),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import PositiveInt, field_validator
 
-from tdro_suite.config import CommandConfig
+from tdro_suite.index.config import SearchKnobsConfig
 
 
-class EvalConfig(CommandConfig):
+class EvalConfig(SearchKnobsConfig):
     """A model on a benchmark (beir | miracl | mkqa = the bundled copies, or a folder in an official layout)."""
 
     bench: str
@@ -15,8 +15,6 @@ class EvalConfig(CommandConfig):
     split: str | None = None  # BEIR: test, MIRACL: dev
     langs: list[str] | None = None  # MIRACL/MKQA languages or BEIR dataset names; default all
     index_type: str = "flat"
-    nprobe: PositiveInt | None = None  # IVF cells visited per query
-    ef_search: PositiveInt | None = None  # HNSW candidate list size
     k_values: list[PositiveInt] | None = None  # default 1,3,5,10,100 (MKQA: 1,5,20,100)
     instruction: str | None = None  # query instruction; default: the model's own query prompt
     batch_size: PositiveInt = 32
@@ -25,10 +23,6 @@ class EvalConfig(CommandConfig):
     output: str | None = None  # default outputs/eval/<bench>-<model>
     use_cache: bool = True
     shard_size: PositiveInt = 8192
-
-    def search_params(self) -> dict[str, int]:
-        """FAISS search knobs in ParameterSpace names; only those given."""
-        return {k: v for k, v in (("nprobe", self.nprobe), ("efSearch", self.ef_search)) if v is not None}
 
     @field_validator("langs", "k_values", mode="before")
     @classmethod

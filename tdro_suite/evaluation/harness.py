@@ -142,9 +142,9 @@ def evaluate_collection(
     embeddings = load_shards(work, len(collection.corpus))
     encode_corpus_s = time.perf_counter() - started
     ids = [doc.id for doc in collection.corpus]
-    index = DenseIndex.build(embeddings, ids, index_type=index_type, manifest={"model": encoder.name or None})
-    if search_params:
-        index.set_search_params(**search_params)
+    index = DenseIndex.build(
+        embeddings, ids, index_type=index_type, search_params=search_params, manifest={"model": encoder.name or None}
+    )
 
     qids = list(collection.queries)
     started = time.perf_counter()

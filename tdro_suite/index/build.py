@@ -72,6 +72,7 @@ def build_index(
         embeddings,
         [doc.id for doc in docs],
         index_type=index_type,
+        search_params=search_params,
         docs=[doc.to_dict() for doc in docs] if store_docs else None,
         manifest={
             "model": str(getattr(encoder, "name", "") or "") or None,
@@ -83,8 +84,6 @@ def build_index(
         },
     )
     index.manifest["build_seconds"] = round(time.perf_counter() - started, 3)
-    if search_params:
-        index.set_search_params(**search_params)
     index.save(out_dir)
     if not keep_shards:
         shutil.rmtree(work, ignore_errors=True)

@@ -14,6 +14,10 @@ from tdro_suite.index.config import IndexConfig, SearchConfig
 
 console = Console()
 
+# The search knobs of every command that builds an index (index, eval).
+NPROBE_OPTION = typer.Option(None, "--nprobe", help="IVF cells visited per query \\[max(8, nlist/32)].")
+EF_SEARCH_OPTION = typer.Option(None, "--ef-search", help="HNSW search breadth \\[128].")
+
 
 def index(
     corpus: list[Path] = typer.Option(
@@ -24,8 +28,8 @@ def index(
     index_type: str = typer.Option(
         None, "--index-type", help="flat | hnsw | ivf-flat | ivf-pq | sq8, or a FAISS factory string \\[flat]."
     ),
-    nprobe: int = typer.Option(None, "--nprobe", help="IVF cells visited per query \\[max(8, nlist/32)]."),
-    ef_search: int = typer.Option(None, "--ef-search", help="HNSW search breadth \\[128]."),
+    nprobe: int = NPROBE_OPTION,
+    ef_search: int = EF_SEARCH_OPTION,
     batch_size: int = typer.Option(None, "--batch-size", help="Texts per forward pass \\[32]."),
     shard_size: int = typer.Option(None, "--shard-size", help="Documents per resumable shard \\[8192]."),
     max_length: int = typer.Option(None, "--max-length", help="Tokens per document \\[the model's]."),

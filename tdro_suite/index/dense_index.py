@@ -107,13 +107,14 @@ class DenseIndex:
         index_type: str = "flat",
         docs: Sequence[dict] | None = None,
         manifest: dict | None = None,
+        search_params: dict[str, Any] | None = None,
         build_params: dict[str, Any] | None = None,
     ) -> DenseIndex:
         """Build an index over `embeddings` (row i is document `ids[i]`), training it on a sample if needed.
 
         `docs` (optional, aligned with `ids`) is kept as the document store; `manifest` entries
-        (model, corpus_hash, ...) are merged into the generated manifest; `build_params` overrides the
-        type's build-time knobs (HNSW `efConstruction`).
+        (model, corpus_hash, ...) are merged into the generated manifest; `search_params` (nprobe,
+        efSearch) and `build_params` (HNSW efConstruction) override the type's defaults.
         """
         vectors = as_matrix(embeddings, "document embeddings")
         ids = [str(i) for i in ids]
@@ -126,6 +127,7 @@ class DenseIndex:
             raise IndexMismatchError(f"{len(docs)} documents for {len(ids)} ids: they must be aligned.")
         dim = vectors.shape[1]
         spec = resolve_spec(index_type, len(vectors), dim)
+        spec.search_params.update(search_params or {})
         spec.build_params.update(build_params or {})
         index = _filled_index(spec, vectors)
         meta = {
@@ -211,6 +213,16 @@ class DenseIndex:
     def tombstones(self) -> int:
         """Rows FAISS still holds for removed documents (HNSW cannot delete); filtered at search time."""
         return int(self._index.ntotal) - len(self._positions)
+
+    @property
+    def spec(self) -> IndexSpec:
+        """What this index was built as (type, factory string, search and build knobs), from its manifest."""
+        return IndexSpec(
+            self.manifest.get("index_type") or self.manifest["factory"],
+            self.manifest["factory"],
+            dict(self.manifest.get("search_params") or {}),
+            dict(self.manifest.get("build_params") or {}),
+        )
 
     @property
     def ids(self) -> list[str]:
@@ -348,12 +360,7 @@ class DenseIndex:
             raise IndexFormatError(
                 f"cannot compact a '{self.manifest.get('factory')}' index: FAISS cannot return its vectors ({exc})."
             ) from None
-        spec = IndexSpec(
-            self.manifest.get("index_type") or self.manifest["factory"],
-            self.manifest["factory"],
-            dict(self.manifest.get("search_params") or {}),
-            dict(self.manifest.get("build_params") or {}),
-        )
+        spec = self.spec
         self._index = _filled_index(spec, np.ascontiguousarray(vectors, dtype=np.float32))
         self._labels = [self._labels[pos] for pos in live]
         self._positions = {label: pos for pos, label in enumerate(self._labels) if label is not None}
