@@ -11,13 +11,12 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-import yaml
 from rich.console import Console
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent / "dist_scripts"))
 
-from dro_synthetic import build_planted_tasks  # noqa: E402
+from dro_synthetic import write_stage_configs  # noqa: E402
 
 BENCH = Path(__file__).parent / "fixtures" / "bench" / "beir" / "tinyfacts"
 MEAN_STD = re.compile(r"^\d+\.\d\d ± \d+\.\d\d$")
@@ -39,22 +38,7 @@ mc = _load_experiment()
 @pytest.fixture(scope="module")
 def configs(tiny_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("experiment")
-    data = build_planted_tasks(root / "data", tiny_encoder_dir)
-    common = {"hard_negatives": 3, "temperature": 0.05, "query_max_length": 16, "passage_max_length": 16}
-    reference = root / "reference.yaml"
-    reference.write_text(yaml.safe_dump({**common, "per_device_batch_size": 8, "learning_rate": 5e-3,
-                                         "max_steps": 3, "progress": False}))
-    optimize = root / "optimize.yaml"
-    optimize.write_text(yaml.safe_dump({
-        **common, "data": [str(data)], "model": str(tiny_encoder_dir), "train_reference": True,
-        "reference_config": str(reference), "use_instructions": False, "steps": 2, "batch_size": 8,
-        "step_size": 0.5, "learning_rate": 1e-3, "device": "cpu",
-    }))
-    finetune = root / "finetune.yaml"
-    finetune.write_text(yaml.safe_dump({
-        **common, "data": [str(data)], "model": str(tiny_encoder_dir), "use_instructions": False,
-        "per_device_batch_size": 8, "max_steps": 3, "learning_rate": 1e-3, "warmup_steps": 2, "progress": False,
-    }))
+    optimize, finetune = write_stage_configs(root, tiny_encoder_dir, train_steps=3, optimize_steps=2, warmup_steps=2)
     return {"root": root, "optimize": optimize, "finetune": finetune}
 
 

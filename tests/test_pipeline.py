@@ -6,12 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "dist_scripts"))
 
-from dro_synthetic import build_planted_tasks
+from dro_synthetic import write_stage_configs
 
 from tdro_suite.data.mixture import read_mixture
 from tdro_suite.index.dense_index import DenseIndex
@@ -24,22 +23,7 @@ BENCH = Path(__file__).parent / "fixtures" / "bench" / "beir" / "tinyfacts"
 @pytest.fixture(scope="module")
 def pipeline_config(tiny_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> PipelineConfig:
     root = tmp_path_factory.mktemp("pipeline")
-    data = build_planted_tasks(root / "data", tiny_encoder_dir)
-    common = {"hard_negatives": 3, "temperature": 0.05, "query_max_length": 16, "passage_max_length": 16}
-    reference = root / "reference.yaml"
-    reference.write_text(yaml.safe_dump({**common, "per_device_batch_size": 8, "learning_rate": 5e-3,
-                                         "max_steps": 4, "progress": False}))
-    optimize = root / "optimize.yaml"
-    optimize.write_text(yaml.safe_dump({
-        **common, "data": [str(data)], "model": str(tiny_encoder_dir), "train_reference": True,
-        "reference_config": str(reference), "use_instructions": False, "steps": 3, "batch_size": 8,
-        "step_size": 0.5, "learning_rate": 1e-3, "device": "cpu",
-    }))
-    finetune = root / "finetune.yaml"
-    finetune.write_text(yaml.safe_dump({
-        **common, "data": [str(data)], "model": str(tiny_encoder_dir), "use_instructions": False,
-        "per_device_batch_size": 8, "max_steps": 4, "learning_rate": 1e-3, "progress": False,
-    }))
+    optimize, finetune = write_stage_configs(root, tiny_encoder_dir, train_steps=4, optimize_steps=3)
     return PipelineConfig(
         output_dir=str(root / "run"), optimize_config=str(optimize), finetune_config=str(finetune),
         top_percent=50, benchmarks=[str(BENCH)], index_benchmark=str(BENCH), eval_batch_size=16,

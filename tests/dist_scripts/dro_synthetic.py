@@ -91,3 +91,33 @@ def without_dropout(model_dir: Path, folder: Path) -> Path:
             config[key] = 0.0
     config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     return folder
+
+
+def write_stage_configs(
+    root: Path, model_dir: Path, *, train_steps: int, optimize_steps: int, **finetune_extra: object
+) -> tuple[Path, Path]:
+    """The planted tasks plus tiny optimize (with its reference) and finetune YAMLs for end-to-end tests.
+
+    The reference and the fine-tune run `train_steps`, tDRO `optimize_steps`; `finetune_extra` adds
+    fine-tuning keys. Returns (optimize.yaml, finetune.yaml).
+    """
+    import yaml
+
+    data = build_planted_tasks(root / "data", model_dir)
+    common = {"hard_negatives": 3, "temperature": 0.05, "query_max_length": 16, "passage_max_length": 16}
+    reference = root / "reference.yaml"
+    reference.write_text(yaml.safe_dump({**common, "per_device_batch_size": 8, "learning_rate": 5e-3,
+                                         "max_steps": train_steps, "progress": False}))
+    optimize = root / "optimize.yaml"
+    optimize.write_text(yaml.safe_dump({
+        **common, "data": [str(data)], "model": str(model_dir), "train_reference": True,
+        "reference_config": str(reference), "use_instructions": False, "steps": optimize_steps, "batch_size": 8,
+        "step_size": 0.5, "learning_rate": 1e-3, "device": "cpu",
+    }))
+    finetune = root / "finetune.yaml"
+    finetune.write_text(yaml.safe_dump({
+        **common, "data": [str(data)], "model": str(model_dir), "use_instructions": False,
+        "per_device_batch_size": 8, "max_steps": train_steps, "learning_rate": 1e-3, "progress": False,
+        **finetune_extra,
+    }))
+    return optimize, finetune
