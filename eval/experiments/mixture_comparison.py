@@ -397,6 +397,7 @@ def paired_differences(records: Sequence[Record], conditions: Sequence[str], bas
     and in how many seeds the condition scored higher. Pairing by seed removes the seed-to-seed swing
     that both runs share (the same reference, the same task draw order), which the std columns keep."""
     value = {(r.condition, r.seed, r.benchmark): r.value for r in records}
+    seeds = sorted({r.seed for r in records})
     benchmarks = list(dict.fromkeys(r.benchmark for r in records))
     lines = ["| condition − " + baseline + " | " + " | ".join(benchmarks) + " |", "|---|" + "---:|" * len(benchmarks)]
     for name in conditions:
@@ -405,7 +406,7 @@ def paired_differences(records: Sequence[Record], conditions: Sequence[str], bas
         cells = []
         for bench in benchmarks:
             diffs = [100 * (value[(name, seed, bench)] - value[(baseline, seed, bench)])
-                     for (cond, seed, b) in value if cond == name and b == bench and (baseline, seed, b) in value]
+                     for seed in seeds if (name, seed, bench) in value and (baseline, seed, bench) in value]
             if not diffs:
                 cells.append("-")
                 continue
