@@ -25,8 +25,11 @@ def padded_tokens(sorted_lengths: torch.Tensor, buckets: int) -> int:
 
 
 def plan_buckets(attention_mask: torch.Tensor, min_rows: int) -> list[torch.Tensor] | None:
-    """Row indices of each bucket (shortest rows first), or None when one padded pass is best."""
-    lengths = attention_mask.sum(dim=1)
+    """Row indices of each bucket (shortest rows first), or None when one padded pass is best.
+
+    The lengths come to the CPU once, so planning costs one device sync, not one per candidate split.
+    """
+    lengths = attention_mask.sum(dim=1).cpu()
     order = torch.argsort(lengths, stable=True)
     sorted_lengths = lengths[order]
     counts = [k for k in BUCKET_COUNTS if len(order) // k >= min_rows] or [1]
