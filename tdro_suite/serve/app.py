@@ -26,6 +26,7 @@ from tdro_suite.modeling import Encoder
 from tdro_suite.serve.auth import require_api_key
 from tdro_suite.serve.body_limit import BodySizeLimitMiddleware
 from tdro_suite.serve.errors import ApiError, install_error_handlers
+from tdro_suite.serve.logging_setup import configure_logging
 from tdro_suite.serve.metrics import MetricsMiddleware, ServeMetrics
 from tdro_suite.serve.schemas import (
     DeleteResponse,
@@ -173,8 +174,6 @@ def create_app(settings: ServeSettings | None = None, *, encoder: Encoder | None
 
 def create_app_from_env() -> FastAPI:
     """uvicorn factory (`--factory tdro_suite.serve.app:create_app_from_env`), used by every worker."""
-    from tdro_suite.serve.commands import configure_logging
-
     settings = settings_from_environment()
     configure_logging(settings.log_level)
     return create_app(settings)

@@ -7,27 +7,17 @@ validated once here, and reach every uvicorn worker as JSON in the environment (
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 import typer
 
 from tdro_suite.common.errors import ConfigError
+from tdro_suite.serve.logging_setup import configure_logging
 from tdro_suite.serve.settings import SETTINGS_ENV_VAR, ServeSettings, load_serve_settings
 
 APP_FACTORY = "tdro_suite.serve.app:create_app_from_env"
 WORKER_START_TIMEOUT_S = 180
-
-
-def configure_logging(level: str = "info") -> None:
-    """Give our loggers a handler (uvicorn configures only its own)."""
-    logger = logging.getLogger("tdro_suite")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(level.upper())
 
 
 def preflight(settings: ServeSettings) -> None:
