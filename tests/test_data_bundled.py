@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 
 import pytest
 
 from tdro_suite.bundled import benchmark_dir, benchmark_names, train_dir
 from tdro_suite.common.errors import DataError
+from tdro_suite.common.jsonl import json_lines
 from tdro_suite.data.dedup import find_contamination
 from tdro_suite.data.tasks import load_tasks
 from tdro_suite.data.text import normalize_text
 
 
 def _jsonl(path: Path) -> list[dict]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh]
+    return [obj for _, obj in json_lines(path)]
 
 
 def _eval_queries() -> list[str]:

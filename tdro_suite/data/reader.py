@@ -7,32 +7,18 @@ is dropped instead and counted per reason in an `InvalidReport`, so nothing disa
 
 from __future__ import annotations
 
-import gzip
-import io
-import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from tdro_suite.common.errors import DataError
+from tdro_suite.common.jsonl import InvalidLineError, json_lines
 from tdro_suite.data.types import Passage, TrainExample
 
 REQUIRED_FIELDS = ("query_id", "query", "positive_passages")
 MAX_SHOWN_PROBLEMS = 20
-
-
-class InvalidLineError(DataError):
-    """One bad line; `reason` is a short category used to count skipped lines."""
-
-    def __init__(self, where: str, field_name: str | None, problem: str, reason: str) -> None:
-        location = f"{where}: field '{field_name}': {problem}" if field_name else f"{where}: {problem}"
-        super().__init__(location)
-        self.where = where
-        self.field = field_name
-        self.problem = problem
-        self.reason = reason
 
 
 @dataclass
@@ -75,16 +61,6 @@ class InvalidReport:
             "skipped_by_reason": dict(sorted(self.counts.items())),
             "first_problems": list(self.messages),
         }
-
-
-def open_text(path: str | Path) -> IO[str]:
-    """Open a text file for reading, transparently decompressing `.gz`."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found.")
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
 
 
 def _as_id(value: Any, where: str, name: str) -> str:
@@ -173,37 +149,11 @@ def iter_records(
         yield example
 
 
-def json_lines(path: Path) -> Iterator[tuple[str, Any]]:
-    """Yield ("file:line", parsed object) per non-blank line of a .jsonl/.jsonl.gz file.
-
-    A line that is not JSON yields an `InvalidLineError` in place of the object (callers decide whether to
-    raise or skip it); unreadable files (not UTF-8, broken gzip) raise `DataError` naming where it broke.
-    """
-    lineno = 0
-    with open_text(path) as fh:
-        try:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    obj = InvalidLineError(
-                        where, None, f"not valid JSON ({exc.msg} at column {exc.colno})", "malformed_json"
-                    )
-                yield where, obj
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}:{lineno + 1}: not UTF-8 text ({exc.reason}).") from None
-        except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError; EOFError: truncated .gz
-            raise DataError(f"{path}: cannot be read after line {lineno} ({type(exc).__name__}: {exc}).") from None
-
-
 def iter_examples(
     path: str | Path, *, skip_invalid: bool = False, report: InvalidReport | None = None
 ) -> Iterator[TrainExample]:
     """Yield the examples of one .jsonl/.jsonl.gz file lazily; bad lines raise or are skipped and counted."""
-    yield from iter_records(json_lines(Path(path)), skip_invalid=skip_invalid, report=report)
+    yield from iter_records(json_lines(path, keep_bad_lines=True), skip_invalid=skip_invalid, report=report)
 
 
 def iter_dataset_examples(

@@ -19,14 +19,16 @@ from the corpus are kept (they stay unretrievable, as in BEIR) and reported as a
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tdro_suite.bundled import benchmark_dir
 from tdro_suite.common.errors import DataError
-from tdro_suite.data.reader import open_text
+from tdro_suite.common.jsonl import json_lines, numbered_lines
+from tdro_suite.evaluation.download import fetch_beir
+from tdro_suite.evaluation.layout import first_file, is_beir_dataset
 from tdro_suite.index.corpus import Document, read_corpus
 
 log = logging.getLogger(__name__)
@@ -49,10 +51,6 @@ class Collection:
     source: str = ""
     warnings: list[str] = field(default_factory=list)
 
-    @property
-    def judged_by_answers(self) -> bool:
-        return self.answers is not None
-
     def warn(self, message: str) -> None:
         self.warnings.append(message)
         log.warning("%s: %s", self.name, message)
@@ -68,35 +66,15 @@ class Benchmark:
 
 
 # ---------------------------------------------------------------- small readers
-def _first_file(folder: Path, *names: str) -> Path | None:
-    for name in names:
-        for candidate in (folder / name, folder / f"{name}.gz"):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def _jsonl(path: Path):
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield f"{path}:{lineno}", json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno}).") from None
-
-
 def _tsv_rows(path: Path, sep: str | None):
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if line.strip():
-                yield f"{path}:{lineno}", lineno, line.rstrip("\n\r").split(sep)
+    for lineno, line in numbered_lines(path):
+        if line.strip():
+            yield f"{path}:{lineno}", lineno, line.rstrip("\n\r").split(sep)
 
 
 def read_beir_queries(path: Path) -> dict[str, str]:
     queries: dict[str, str] = {}
-    for where, obj in _jsonl(path):
+    for where, obj in json_lines(path):
         if not isinstance(obj, dict):
             raise DataError(f"{where}: expected a JSON object.")
         qid = obj.get("_id", obj.get("id"))
@@ -171,14 +149,10 @@ def attach_judgements(collection: Collection, qrels: dict[str, dict[str, int]], 
 
 
 # ---------------------------------------------------------------- BEIR
-def is_beir_dataset(folder: Path) -> bool:
-    return _first_file(folder, "corpus.jsonl") is not None and (folder / "qrels").is_dir()
-
-
 def load_beir_dataset(folder: str | Path, split: str = "test") -> Collection:
     folder = Path(folder)
-    corpus_path = _first_file(folder, "corpus.jsonl")
-    queries_path = _first_file(folder, "queries.jsonl")
+    corpus_path = first_file(folder, "corpus.jsonl")
+    queries_path = first_file(folder, "queries.jsonl")
     if corpus_path is None or queries_path is None:
         raise DataError(f"{folder}: a BEIR dataset needs corpus.jsonl and queries.jsonl (optionally .gz).")
     qrels_path = folder / "qrels" / f"{split}.tsv"
@@ -229,7 +203,7 @@ def _miracl_corpus_files(folder: Path, lang: str) -> list[Path]:
         files = sorted((folder / sub).glob("docs-*.jsonl*"))
         if files:
             return files
-    single = _first_file(folder, "corpus.jsonl")
+    single = first_file(folder, "corpus.jsonl")
     return [single] if single else []
 
 
@@ -285,7 +259,7 @@ def load_miracl(path: str | Path, split: str = "dev", langs: list[str] | None = 
 
 # ---------------------------------------------------------------- MKQA
 def is_mkqa(folder: Path) -> bool:
-    return _first_file(folder, "mkqa.jsonl") is not None
+    return first_file(folder, "mkqa.jsonl") is not None
 
 
 def accepted_answers(answers: list, where: str) -> list[str]:
@@ -307,15 +281,15 @@ def accepted_answers(answers: list, where: str) -> list[str]:
 def load_mkqa(path: str | Path, langs: list[str] | None = None) -> Benchmark:
     """MKQA questions per language against the English corpus; one collection per language."""
     path = Path(path)
-    records_path = _first_file(path, "mkqa.jsonl")
-    corpus_path = _first_file(path, "corpus.jsonl")
+    records_path = first_file(path, "mkqa.jsonl")
+    corpus_path = first_file(path, "corpus.jsonl")
     if records_path is None or corpus_path is None:
         raise DataError(f"{path}: an MKQA folder needs mkqa.jsonl and corpus.jsonl (optionally .gz).")
     corpus = read_corpus(corpus_path)
     per_lang: dict[str, dict[str, str]] = {}
     answers: dict[str, list[str]] = {}
     skipped = 0
-    for where, obj in _jsonl(records_path):
+    for where, obj in json_lines(records_path):
         if not isinstance(obj, dict):
             raise DataError(f"{where}: expected a JSON object.")
         qid = obj.get("example_id")
@@ -357,20 +331,6 @@ def load_mkqa(path: str | Path, langs: list[str] | None = None) -> Benchmark:
 
 
 # ---------------------------------------------------------------- entry point
-def bundled_dir(kind: str) -> Path:
-    """The bundled benchmark folder of `kind` (shipped inside the package)."""
-    try:
-        from tdro_suite.bundled import benchmark_dir
-    except ImportError:  # older checkouts without the bundle helper
-        import tdro_suite
-
-        folder = Path(tdro_suite.__file__).parent / "bundled" / "benchmarks" / kind
-        if not folder.is_dir():
-            raise DataError(f"No bundled '{kind}' benchmark at {folder}.") from None
-        return folder
-    return benchmark_dir(kind)
-
-
 def detect_kind(path: Path) -> str:
     if is_mkqa(path):
         return "mkqa"
@@ -394,10 +354,8 @@ def load_benchmark(
     """
     text = str(bench)
     if text in KINDS:
-        kind, path = text, bundled_dir(text)
+        kind, path = text, benchmark_dir(text)
     elif text.startswith("beir:"):  # the public copy, downloaded once when online
-        from tdro_suite.evaluation.download import fetch_beir
-
         kind, path = "beir", fetch_beir(text.removeprefix("beir:"))
     else:
         path = Path(text).expanduser()

@@ -19,6 +19,7 @@ from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 from tdro_suite.common.errors import DataError
 from tdro_suite.common.io import atomic_dir
 from tdro_suite.common.paths import cache_dir
+from tdro_suite.evaluation.layout import is_beir_dataset
 
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
 CHUNK = 1 << 20
@@ -26,8 +27,6 @@ CHUNK = 1 << 20
 
 def fetch_beir(name: str, *, root: Path | None = None, timeout: float = 30.0) -> Path:
     """Return a local folder with BEIR dataset `name`, downloading and unpacking it on first use."""
-    from tdro_suite.evaluation.benchmarks import is_beir_dataset
-
     if not name or "/" in name or name.startswith("."):
         raise DataError(f"'{name}' is not a BEIR dataset name (e.g. scifact, nfcorpus, fiqa).")
     target = (root or cache_dir("benchmarks", "beir")) / name

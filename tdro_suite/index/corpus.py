@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tdro_suite.common.errors import DataError
-from tdro_suite.data.reader import InvalidLineError, json_lines
+from tdro_suite.common.jsonl import json_lines
 
 ID_FIELDS = ("_id", "docid", "id")
 
@@ -57,9 +57,7 @@ def parse_document(obj: object, where: str) -> Document:
 
 def iter_corpus(path: str | Path) -> Iterator[Document]:
     """Stream the documents of one corpus file, validating every line."""
-    for where, obj in json_lines(Path(path)):
-        if isinstance(obj, InvalidLineError):
-            raise obj
+    for where, obj in json_lines(path):
         yield parse_document(obj, where)
 
 

@@ -29,7 +29,9 @@ from typing import Any
 import faiss
 import numpy as np
 
+from tdro_suite.common.errors import DataError
 from tdro_suite.common.io import atomic_dir
+from tdro_suite.common.jsonl import json_lines
 from tdro_suite.index.errors import IndexFormatError, IndexMismatchError
 from tdro_suite.index.factory import (
     IndexSpec,
@@ -418,16 +420,14 @@ def _doc_record(doc_id: str, doc: dict) -> dict:
 
 
 def _read_docs(path: Path) -> dict[str, dict]:
+    """The stored documents by id; a damaged line is an `IndexFormatError` naming the file and the line."""
+    try:
+        records = list(json_lines(path))
+    except DataError as exc:  # not JSON, not UTF-8: the index folder is damaged
+        raise IndexFormatError(str(exc)) from None
     docs: dict[str, dict] = {}
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise IndexFormatError(f"{path}:{lineno}: not valid JSON ({exc.msg}).") from None
-            if not isinstance(record, dict) or "id" not in record:
-                raise IndexFormatError(f"{path}:{lineno}: field 'id' is missing.")
-            docs[str(record["id"])] = record
+    for where, record in records:
+        if not isinstance(record, dict) or "id" not in record:
+            raise IndexFormatError(f"{where}: field 'id' is missing.")
+        docs[str(record["id"])] = record
     return docs

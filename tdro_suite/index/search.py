@@ -6,13 +6,12 @@ Queries come from the command line or a file: `.tsv` (qid<TAB>query, MIRACL topi
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from tdro_suite.common.errors import ConfigError, DataError
-from tdro_suite.data.reader import open_text
+from tdro_suite.common.jsonl import numbered_lines, parse_json_line
 from tdro_suite.index.dense_index import DenseIndex
 from tdro_suite.index.encode import encoder_fingerprint
 from tdro_suite.index.errors import IndexMismatchError
@@ -21,32 +20,30 @@ log = logging.getLogger(__name__)
 
 
 def read_queries(path: str | Path) -> list[tuple[str, str]]:
-    """(id, text) pairs from a .tsv, .jsonl or plain-text file."""
+    """(id, text) pairs from a .tsv, .jsonl or plain-text file (each optionally .gz)."""
     path = Path(path)
     name = path.name.removesuffix(".gz")
     out: list[tuple[str, str]] = []
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            if name.endswith(".jsonl"):
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{where}: not valid JSON ({exc.msg}).") from None
-                qid = next((obj[k] for k in ("_id", "id", "query_id", "qid") if obj.get(k) is not None), None)
-                text = obj.get("text", obj.get("query"))
-                if not isinstance(text, str) or not text.strip():
-                    raise DataError(f"{where}: field 'text' is missing or empty.")
-                out.append((str(qid) if qid is not None else f"q{len(out) + 1}", text))
-            elif name.endswith(".tsv"):
-                cols = line.rstrip("\n\r").split("\t")
-                if len(cols) < 2 or not cols[1].strip():
-                    raise DataError(f"{where}: expected 'qid<TAB>query'.")
-                out.append((cols[0], cols[1]))
-            else:
-                out.append((f"q{len(out) + 1}", line.strip()))
+    for lineno, line in numbered_lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        if name.endswith(".jsonl"):
+            obj = parse_json_line(line, where)
+            if not isinstance(obj, dict):
+                raise DataError(f"{where}: expected a JSON object.")
+            qid = next((obj[k] for k in ("_id", "id", "query_id", "qid") if obj.get(k) is not None), None)
+            text = obj.get("text", obj.get("query"))
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(f"{where}: field 'text' is missing or empty.")
+            out.append((str(qid) if qid is not None else f"q{len(out) + 1}", text))
+        elif name.endswith(".tsv"):
+            cols = line.rstrip("\n\r").split("\t")
+            if len(cols) < 2 or not cols[1].strip():
+                raise DataError(f"{where}: expected 'qid<TAB>query'.")
+            out.append((cols[0], cols[1]))
+        else:
+            out.append((f"q{len(out) + 1}", line.strip()))
     return out
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 
 from tdro_suite.common.errors import DataError
 from tdro_suite.common.io import atomic_path, atomic_write_text
+from tdro_suite.common.jsonl import numbered_lines, parse_json_line
 from tdro_suite.modeling.config import EncodeConfig
 
 
@@ -32,10 +32,7 @@ def read_texts(
             continue
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{source}:{lineno}: not valid JSON ({exc.msg}).") from None
+        record = parse_json_line(line, f"{source}:{lineno}")
         if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
             raise DataError(f"{source}:{lineno}: field '{text_field}' is missing or not a string.")
         ids.append(str(record.get(id_field, lineno)))
@@ -43,20 +40,26 @@ def read_texts(
     return ids, texts
 
 
+def read_input(source: str, input_format: str, text_field: str, id_field: str) -> tuple[list[str], list[str]]:
+    """(ids, texts) from standard input ("-") or a file (.gz too; a line that is not UTF-8 names file:line)."""
+    if source == "-":
+        ids, texts = read_texts(sys.stdin, "<stdin>", input_format, text_field, id_field)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise DataError(f"Input file not found: {path}")
+        lines = (line for _, line in numbered_lines(path))
+        ids, texts = read_texts(lines, str(path), input_format, text_field, id_field)
+    if not texts:
+        raise DataError(f"No texts to encode in {source if source != '-' else 'standard input'}.")
+    return ids, texts
+
+
 def run_encode(cfg: EncodeConfig) -> tuple[Path, Path, int]:
     """Encode the configured input; returns (vectors path, ids path, count)."""
     from tdro_suite.modeling.encoder import Encoder
 
-    if cfg.input == "-":
-        ids, texts = read_texts(sys.stdin, "<stdin>", cfg.input_format, cfg.text_field, cfg.id_field)
-    else:
-        path = Path(cfg.input)
-        if not path.is_file():
-            raise DataError(f"Input file not found: {path}")
-        with path.open(encoding="utf-8") as fh:
-            ids, texts = read_texts(fh, str(path), cfg.input_format, cfg.text_field, cfg.id_field)
-    if not texts:
-        raise DataError(f"No texts to encode in {cfg.input if cfg.input != '-' else 'standard input'}.")
+    ids, texts = read_input(cfg.input, cfg.input_format, cfg.text_field, cfg.id_field)
     encoder = Encoder.from_pretrained(cfg.model, max_length=cfg.max_length, device=cfg.device)
     vectors = encoder.encode(
         texts, batch_size=cfg.batch_size, prompt=cfg.prompt, prompt_name=cfg.prompt_name, show_progress=None
