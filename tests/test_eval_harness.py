@@ -32,7 +32,7 @@ def _cache(tmp_path, monkeypatch):
 
 
 def brute_force_run(encoder, collection, k):
-    ids = [d.id for d in collection.corpus]
+    ids = [d.docid for d in collection.corpus]
     docs = encoder.encode_passages([d.full_text() for d in collection.corpus])
     qids = list(collection.queries)
     queries = encoder.encode_queries([collection.queries[q] for q in qids])
@@ -74,7 +74,7 @@ def test_corpus_embeddings_are_cached_by_model_and_corpus(tiny, tmp_path):
 def test_mkqa_recall_counts_answer_hits_in_the_top_k(tiny):
     results = evaluate(tiny, FIXTURES / "mkqa", langs=["en"], k_values=[1, 5], show_progress=False)
     (collection,) = load_benchmark(FIXTURES / "mkqa", langs=["en"]).collections
-    texts = {d.id: d.text for d in collection.corpus}
+    texts = {d.docid: d.text for d in collection.corpus}
     run = brute_force_run(tiny, collection, 5)
     for k in (1, 5):
         hits = [

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from tdro_suite.common.errors import ConfigError, DataError
+from tdro_suite.data.types import Passage
 from tdro_suite.index.build import build_index, work_dir_for
-from tdro_suite.index.corpus import Document, corpus_hash, read_corpus
+from tdro_suite.index.corpus import corpus_hash, read_corpus
 from tdro_suite.index.dense_index import DenseIndex
 from tdro_suite.index.encode import DistInfo, encode_shards, encoder_fingerprint, load_shards
 from tdro_suite.index.errors import IndexMismatchError
@@ -42,19 +43,34 @@ class CountingEncoder:
         return self.inner.encode_passages(texts, **kw)
 
 
-def docs(n: int) -> list[Document]:
-    return [Document(f"d{i}", f"document number {i} " + "word " * (i % 7), f"title {i}") for i in range(n)]
+def docs(n: int) -> list[Passage]:
+    return [Passage(f"d{i}", f"document number {i} " + "word " * (i % 7), f"title {i}") for i in range(n)]
 
 
 def test_read_corpus_accepts_beir_miracl_and_gzip(tmp_path):
     beir = read_corpus(FIXTURES / "beir" / "tinyfacts" / "corpus.jsonl")
     assert len(beir) == 12
-    assert beir[0] == Document("d1", "Paris is the capital and most populous city of France.", "Paris")
+    assert beir[0] == Passage("d1", "Paris is the capital and most populous city of France.", "Paris")
     assert beir[-1].full_text() == "Coffee is a drink brewed from roasted coffee beans."  # no title: text alone
     miracl = read_corpus(FIXTURES / "miracl" / "sw" / "corpus" / "docs-0.jsonl.gz")
-    assert [d.id for d in miracl][:2] == ["1#0", "1#1"]
+    assert [d.docid for d in miracl][:2] == ["1#0", "1#1"]
     assert corpus_hash(beir) == corpus_hash(read_corpus(FIXTURES / "mkqa" / "corpus.jsonl"))
     assert corpus_hash(beir) != corpus_hash(beir[:-1])
+
+
+def test_a_training_passage_and_the_same_corpus_document_embed_the_same_text(tmp_path):
+    """One `full_text` rule for training, indexing, evaluation and serving (both read into `Passage`)."""
+    from tdro_suite.data.reader import iter_examples
+
+    padded = {"docid": "d1", "text": "  padded text \t"}
+    train = tmp_path / "train.jsonl"
+    train.write_text(json.dumps({"query_id": "q", "query": "x", "positive_passages": [padded]}) + "\n")
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(json.dumps(padded) + "\n" + json.dumps({"_id": "d2", "title": "T", "text": "body "}) + "\n")
+    (example,) = iter_examples(train)
+    docs = read_corpus(corpus)
+    assert example.positives[0] == docs[0] and docs[0].full_text() == "padded text"
+    assert docs[1].full_text() == "T body" and docs[1].to_dict() == {"id": "d2", "title": "T", "text": "body "}
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
-"""The in-memory shapes of training data, shared by every stage.
+"""The in-memory shapes of training data and corpora, shared by every stage.
 
 A training set ("task", a group for tDRO) is a JSON-lines file of Tevatron-style examples:
 `{"query_id", "query", "positive_passages": [{"docid","title","text"}], "negative_passages": [...]}`
-plus metadata kept in a manifest next to the files.
+plus metadata kept in a manifest next to the files. A corpus document (index, evaluation, serving) is
+the same `Passage`, so every stage embeds a text by the same rule.
 """
 
 from __future__ import annotations
@@ -12,13 +13,20 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Passage:
+    """A training positive / hard negative or a corpus document: the one type every stage embeds."""
+
     docid: str
     text: str
     title: str = ""
 
     def full_text(self) -> str:
-        """What the encoder sees: "title text" when there is a title (Tevatron's convention)."""
-        return f"{self.title} {self.text}".strip() if self.title else self.text
+        """What the encoder reads in training, indexing, evaluation and serving alike: "title text", or the
+        text alone when there is no title, stripped (the Tevatron and BEIR / MTEB convention)."""
+        return f"{self.title} {self.text}".strip()
+
+    def to_dict(self) -> dict[str, str]:
+        """The corpus record an index stores and MTEB reads (`id`, not the training format's `docid`)."""
+        return {"id": self.docid, "title": self.title, "text": self.text}
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,10 @@ from pathlib import Path
 from tdro_suite.bundled import benchmark_dir
 from tdro_suite.common.errors import DataError
 from tdro_suite.common.jsonl import json_lines, numbered_lines
+from tdro_suite.data.types import Passage
 from tdro_suite.evaluation.download import fetch_beir
 from tdro_suite.evaluation.layout import first_file, is_beir_dataset
-from tdro_suite.index.corpus import Document, read_corpus
+from tdro_suite.index.corpus import read_corpus
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class Collection:
     """One evaluation unit: a BEIR dataset, a MIRACL language, or an MKQA language."""
 
     name: str
-    corpus: list[Document]
+    corpus: list[Passage]
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]] = field(default_factory=dict)
     answers: dict[str, list[str]] | None = None
@@ -135,7 +136,7 @@ def attach_judgements(collection: Collection, qrels: dict[str, dict[str, int]], 
             f"{qrels_path}: {len(no_text)} judged queries have no text in the queries file and are skipped "
             f"(e.g. {', '.join(no_text[:3])})."
         )
-    doc_ids = {doc.id for doc in collection.corpus}
+    doc_ids = {doc.docid for doc in collection.corpus}
     unknown = sorted({d for q, judged in qrels.items() if q not in no_text for d in judged if d not in doc_ids})
     if unknown:
         collection.warn(

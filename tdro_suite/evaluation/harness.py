@@ -141,7 +141,7 @@ def evaluate_collection(
     )
     embeddings = load_shards(work, len(collection.corpus))
     encode_corpus_s = time.perf_counter() - started
-    ids = [doc.id for doc in collection.corpus]
+    ids = [doc.docid for doc in collection.corpus]
     index = DenseIndex.build(
         embeddings, ids, index_type=index_type, search_params=search_params, manifest={"model": encoder.name or None}
     )
@@ -163,7 +163,7 @@ def evaluate_collection(
         "queries": len(qids),
     }
     if collection.answers is not None:
-        texts = {doc.id: doc.text for doc in collection.corpus}
+        texts = {doc.docid: doc.text for doc in collection.corpus}
         scored = answer_recall(
             [collection.answers[q] for q in qids], [[texts[d] for d in row] for row in found], ks
         )

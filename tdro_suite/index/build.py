@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tdro_suite.index.corpus import Document, corpus_hash, read_corpus
+from tdro_suite.data.types import Passage
+from tdro_suite.index.corpus import corpus_hash, read_corpus
 from tdro_suite.index.dense_index import DenseIndex
 from tdro_suite.index.encode import (
     DEFAULT_SHARD_SIZE,
@@ -33,7 +34,7 @@ def work_dir_for(out_dir: Path) -> Path:
 
 def build_index(
     encoder: Any,
-    corpus: str | Path | Sequence[str | Path] | Sequence[Document],
+    corpus: str | Path | Sequence[str | Path] | Sequence[Passage],
     out_dir: str | Path,
     *,
     index_type: str = "flat",
@@ -70,7 +71,7 @@ def build_index(
     started = time.perf_counter()
     index = DenseIndex.build(
         embeddings,
-        [doc.id for doc in docs],
+        [doc.docid for doc in docs],
         index_type=index_type,
         search_params=search_params,
         docs=[doc.to_dict() for doc in docs] if store_docs else None,
@@ -91,10 +92,10 @@ def build_index(
     return index
 
 
-def _as_documents(corpus: Any) -> list[Document]:
+def _as_documents(corpus: Any) -> list[Passage]:
     if isinstance(corpus, (str, Path)):
         return read_corpus(corpus)
     items = list(corpus)
-    if items and all(isinstance(item, Document) for item in items):
+    if items and all(isinstance(item, Passage) for item in items):
         return items
     return read_corpus(items)

@@ -3,37 +3,24 @@
 One JSON object per line, `.jsonl` or `.jsonl.gz`, with an id under `_id` (BEIR), `docid`
 (MIRACL, Tevatron) or `id`, a `text` and an optional `title`. A line without an id or without
 text is a `DataError` naming the file, the line and the field: silently indexing an empty
-document would make it unretrievable without anyone noticing.
+document would make it unretrievable without anyone noticing. Documents are `Passage`s, embedded
+by `Passage.full_text` like training passages and documents added to a served index.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from tdro_suite.common.errors import DataError
 from tdro_suite.common.jsonl import json_lines
+from tdro_suite.data.types import Passage
 
 ID_FIELDS = ("_id", "docid", "id")
 
 
-@dataclass(frozen=True)
-class Document:
-    id: str
-    text: str
-    title: str = ""
-
-    def full_text(self) -> str:
-        """What the encoder reads: "title text" (the BEIR / MTEB convention), or the text alone."""
-        return f"{self.title} {self.text}".strip() if self.title else self.text.strip()
-
-    def to_dict(self) -> dict[str, str]:
-        return {"id": self.id, "title": self.title, "text": self.text}
-
-
-def parse_document(obj: object, where: str) -> Document:
+def parse_document(obj: object, where: str) -> Passage:
     """Validate one decoded corpus record."""
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}.")
@@ -52,36 +39,36 @@ def parse_document(obj: object, where: str) -> Document:
         raise DataError(f"{where}: field 'title' must be a string, got {type(title).__name__}.")
     if not text.strip() and not (title or "").strip():
         raise DataError(f"{where}: field 'text' is empty and there is no title (document '{doc_id}').")
-    return Document(id=str(doc_id), text=text, title=title or "")
+    return Passage(docid=str(doc_id), text=text, title=title or "")
 
 
-def iter_corpus(path: str | Path) -> Iterator[Document]:
+def iter_corpus(path: str | Path) -> Iterator[Passage]:
     """Stream the documents of one corpus file, validating every line."""
     for where, obj in json_lines(path):
         yield parse_document(obj, where)
 
 
-def read_corpus(paths: str | Path | Sequence[str | Path]) -> list[Document]:
+def read_corpus(paths: str | Path | Sequence[str | Path]) -> list[Passage]:
     """Read one or more corpus files into memory; a document id seen twice is an error."""
     files = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    docs: list[Document] = []
+    docs: list[Passage] = []
     seen: dict[str, str] = {}
     for file in files:
         for lineno, doc in enumerate(iter_corpus(file), start=1):
-            if doc.id in seen:
-                raise DataError(f"{file}: document id '{doc.id}' appears twice (first in {seen[doc.id]}).")
-            seen[doc.id] = f"{file} (document {lineno})"
+            if doc.docid in seen:
+                raise DataError(f"{file}: document id '{doc.docid}' appears twice (first in {seen[doc.docid]}).")
+            seen[doc.docid] = f"{file} (document {lineno})"
             docs.append(doc)
     if not docs:
         raise DataError(f"{', '.join(map(str, files))}: the corpus holds no documents.")
     return docs
 
 
-def corpus_hash(docs: Iterable[Document]) -> str:
+def corpus_hash(docs: Iterable[Passage]) -> str:
     """A content fingerprint (ids, titles, texts, in order): the key of cached corpus embeddings."""
     digest = hashlib.sha256()
     for doc in docs:
-        for part in (doc.id, doc.title, doc.text):
+        for part in (doc.docid, doc.title, doc.text):
             digest.update(part.encode("utf-8"))
             digest.update(b"\x1f")
         digest.update(b"\x1e")

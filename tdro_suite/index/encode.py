@@ -25,7 +25,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tdro_suite.common.errors import DataError
 from tdro_suite.common.io import atomic_path, atomic_write_json
-from tdro_suite.index.corpus import Document, corpus_hash
+from tdro_suite.data.types import Passage
+from tdro_suite.index.corpus import corpus_hash
 
 DEFAULT_SHARD_SIZE = 8192
 META_FILE = "encoding.json"
@@ -128,7 +129,7 @@ def prepare_work_dir(folder: Path, meta: dict[str, Any], info: DistInfo) -> None
 
 def encode_shards(
     encoder: Any,
-    docs: Sequence[Document],
+    docs: Sequence[Passage],
     folder: str | Path,
     *,
     batch_size: int = 32,
@@ -198,7 +199,7 @@ def load_shards(folder: str | Path, n: int) -> np.ndarray:
 
 def encode_corpus(
     encoder: Any,
-    docs: Sequence[Document],
+    docs: Sequence[Passage],
     folder: str | Path,
     *,
     batch_size: int = 32,

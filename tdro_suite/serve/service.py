@@ -277,7 +277,7 @@ class Service:
         from tdro_suite.index.dense_index import DenseIndex
 
         ids = [p.docid for p in passages]
-        docs = [{"title": p.title, "text": p.text} for p in passages]
+        docs = [p.to_dict() for p in passages]
         folder = self.settings.index
         assert folder is not None and self.encoder is not None
         with self.index_lock:
