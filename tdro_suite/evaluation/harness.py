@@ -34,7 +34,7 @@ import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,6 +48,9 @@ from tdro_suite.index.corpus import corpus_hash
 from tdro_suite.index.dense_index import DenseIndex
 from tdro_suite.index.encode import DEFAULT_SHARD_SIZE, DistInfo, encode_shards, encoder_fingerprint, load_shards
 
+if TYPE_CHECKING:
+    from tdro_suite.modeling.protocol import EmbeddingModel
+
 log = logging.getLogger(__name__)
 
 QRELS_K = (1, 3, 5, 10, 100)
@@ -59,7 +62,7 @@ TABLE_METRICS = {
 
 
 def evaluate(
-    encoder: Any,
+    encoder: EmbeddingModel,
     bench: Benchmark | str | Path,
     *,
     split: str | None = None,
@@ -81,7 +84,7 @@ def evaluate(
     ks = sorted(set(k_values or (ANSWER_K if by_answers else QRELS_K)))
     fingerprint = encoder_fingerprint(encoder)
     results: dict[str, Any] = {
-        "model": str(getattr(encoder, "name", "") or ""),
+        "model": str(encoder.name or ""),
         "model_fingerprint": fingerprint,
         "benchmark": benchmark.name,
         "kind": benchmark.kind,
@@ -119,7 +122,7 @@ def main_metric(by_answers: bool, ks: list[int]) -> str:
 
 
 def evaluate_collection(
-    encoder: Any,
+    encoder: EmbeddingModel,
     collection: Collection,
     cache_folder: Path,
     *,

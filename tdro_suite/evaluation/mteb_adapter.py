@@ -15,13 +15,16 @@ mteb is an optional dependency (the `dev` extra); importing this module without 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tdro_suite.common.errors import ConfigError
 from tdro_suite.evaluation.benchmarks import Collection
 from tdro_suite.index.dense_index import DenseIndex
+
+if TYPE_CHECKING:
+    from tdro_suite.modeling.protocol import EmbeddingModel
 
 try:
     from mteb.abstasks.retrieval import AbsTaskRetrieval
@@ -36,8 +39,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without mteb ins
     raise ConfigError(f"The MTEB adapter needs mteb>=2.0: pip install 'mteb>=2.0' ({exc}).") from None
 
 
-def _model_meta(encoder: Any, name: str | None) -> ModelMeta:
-    label = name or str(getattr(encoder, "name", "") or "model")
+def _model_meta(encoder: EmbeddingModel, name: str | None) -> ModelMeta:
+    label = name or str(encoder.name or "model")
     if "/" not in label:  # MTEB wants "organization/model"
         label = f"tdro-suite/{label.strip('/').replace('/', '-') or 'model'}"
     return ModelMeta.create_empty(
@@ -63,7 +66,7 @@ class MtebEncoder(AbsEncoder):
 
     def __init__(
         self,
-        encoder: Any,
+        encoder: EmbeddingModel,
         *,
         instruction: str | None = None,
         use_task_instructions: bool = False,
@@ -152,7 +155,7 @@ class DenseIndexBackend:
 
 
 def search_model(
-    encoder: Any, *, index_type: str = "flat", instruction: str | None = None, name: str | None = None
+    encoder: EmbeddingModel, *, index_type: str = "flat", instruction: str | None = None, name: str | None = None
 ) -> SearchEncoderWrapper:
     """An MTEB `SearchProtocol` model: MTEB's search wrapper over our encoder and our FAISS index."""
     return SearchEncoderWrapper(

@@ -12,7 +12,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tdro_suite.data.types import Passage
 from tdro_suite.index.corpus import corpus_hash, read_corpus
@@ -25,6 +25,9 @@ from tdro_suite.index.encode import (
     encoder_fingerprint,
 )
 
+if TYPE_CHECKING:
+    from tdro_suite.modeling.protocol import EmbeddingModel
+
 log = logging.getLogger(__name__)
 
 
@@ -33,7 +36,7 @@ def work_dir_for(out_dir: Path) -> Path:
 
 
 def build_index(
-    encoder: Any,
+    encoder: EmbeddingModel,
     corpus: str | Path | Sequence[str | Path] | Sequence[Passage],
     out_dir: str | Path,
     *,
@@ -76,10 +79,10 @@ def build_index(
         search_params=search_params,
         docs=[doc.to_dict() for doc in docs] if store_docs else None,
         manifest={
-            "model": str(getattr(encoder, "name", "") or "") or None,
+            "model": str(encoder.name or "") or None,
             "model_fingerprint": fingerprint,
-            "pooling": getattr(encoder, "pooling", None),
-            "max_length": getattr(encoder, "max_length", None),
+            "pooling": encoder.pooling,
+            "max_length": encoder.max_length,
             "corpus_hash": corpus_hash(docs),
             "encode_seconds": round(encode_seconds, 3),
         },

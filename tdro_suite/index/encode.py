@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -27,6 +27,9 @@ from tdro_suite.common.errors import DataError
 from tdro_suite.common.io import atomic_path, atomic_write_json
 from tdro_suite.data.types import Passage
 from tdro_suite.index.corpus import corpus_hash
+
+if TYPE_CHECKING:
+    from tdro_suite.modeling.protocol import EmbeddingModel
 
 DEFAULT_SHARD_SIZE = 8192
 META_FILE = "encoding.json"
@@ -74,7 +77,7 @@ def barrier() -> None:
         dist.barrier()
 
 
-def encoder_fingerprint(encoder: Any) -> str:
+def encoder_fingerprint(encoder: EmbeddingModel) -> str:
     """Identify an encoder by its name, pooling, length, prompts and a sample of its weights.
 
     The weight sample makes a fine-tuned model saved over the same folder (or kept in memory)
@@ -82,11 +85,11 @@ def encoder_fingerprint(encoder: Any) -> str:
     """
     digest = hashlib.sha256()
     meta = {
-        "name": str(getattr(encoder, "name", "")),
-        "pooling": getattr(encoder, "pooling", None),
-        "max_length": getattr(encoder, "max_length", None),
-        "prompts": getattr(encoder, "prompts", None),
-        "dimension": getattr(encoder, "dimension", None),
+        "name": str(encoder.name),
+        "pooling": encoder.pooling,
+        "max_length": encoder.max_length,
+        "prompts": encoder.prompts,
+        "dimension": encoder.dimension,
     }
     digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
     parameters = getattr(encoder, "named_parameters", None)
@@ -128,7 +131,7 @@ def prepare_work_dir(folder: Path, meta: dict[str, Any], info: DistInfo) -> None
 
 
 def encode_shards(
-    encoder: Any,
+    encoder: EmbeddingModel,
     docs: Sequence[Passage],
     folder: str | Path,
     *,
@@ -198,7 +201,7 @@ def load_shards(folder: str | Path, n: int) -> np.ndarray:
 
 
 def encode_corpus(
-    encoder: Any,
+    encoder: EmbeddingModel,
     docs: Sequence[Passage],
     folder: str | Path,
     *,

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tdro_suite.common.errors import ConfigError, DataError
 from tdro_suite.common.jsonl import numbered_lines, parse_json_line
 from tdro_suite.index.dense_index import DenseIndex
 from tdro_suite.index.encode import encoder_fingerprint
 from tdro_suite.index.errors import IndexMismatchError
+
+if TYPE_CHECKING:
+    from tdro_suite.modeling.protocol import EmbeddingModel
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ def read_queries(path: str | Path) -> list[tuple[str, str]]:
     return out
 
 
-def check_encoder(index: DenseIndex, encoder: Any) -> None:
+def check_encoder(index: DenseIndex, encoder: EmbeddingModel) -> None:
     """Refuse an encoder other than the index's; a same-named but changed model only warns."""
     recorded = index.manifest.get("model_fingerprint")
     if recorded and recorded == encoder_fingerprint(encoder):
@@ -67,7 +70,7 @@ def check_encoder(index: DenseIndex, encoder: Any) -> None:
 
 
 def search_queries(
-    index: DenseIndex, encoder: Any, queries: list[tuple[str, str]], *, k: int = 10,
+    index: DenseIndex, encoder: EmbeddingModel, queries: list[tuple[str, str]], *, k: int = 10,
     instruction: str | None = None, batch_size: int = 32,
 ) -> list[dict[str, Any]]:
     """One record per query: {"query_id", "query", "hits": [{"rank", "id", "score", "title", "text"}]}."""
