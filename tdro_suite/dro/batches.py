@@ -9,7 +9,7 @@ and a 2-process run sees the same examples as a 1-process run on the concatenate
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -44,7 +44,6 @@ def load_task_data(
     *,
     use_instructions: bool = True,
     limit: int | None = None,
-    on_task: Callable[[TaskInfo], None] | None = None,
 ) -> list[TaskData]:
     """Read every task; an empty task or an example without hard negatives is a `DataError`."""
     out = []
@@ -63,8 +62,6 @@ def load_task_data(
         out.append(
             TaskData(task, examples, query_prompt(instruction), passage_prompt(instruction, task.symmetric))
         )
-        if on_task is not None:
-            on_task(task)
     return out
 
 

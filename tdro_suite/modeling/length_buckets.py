@@ -32,11 +32,10 @@ def plan_buckets(attention_mask: torch.Tensor, min_rows: int) -> list[torch.Tens
     lengths = attention_mask.sum(dim=1).cpu()
     order = torch.argsort(lengths, stable=True)
     sorted_lengths = lengths[order]
-    counts = [k for k in BUCKET_COUNTS if len(order) // k >= min_rows] or [1]
+    counts = [k for k in BUCKET_COUNTS if len(order) // k >= min_rows] or [1]  # 1 is always a candidate
     costs = {k: padded_tokens(sorted_lengths, k) for k in counts}
     best = min(costs.values())
-    single = costs[1] if 1 in costs else padded_tokens(sorted_lengths, 1)
-    chosen = min(k for k, cost in costs.items() if cost <= best + SAVING_SLACK * single)
+    chosen = min(k for k, cost in costs.items() if cost <= best + SAVING_SLACK * costs[1])
     return None if chosen == 1 else list(torch.tensor_split(order, chosen))
 
 
