@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tdro_suite.bundled import benchmark_dir, benchmark_names, train_dir
+from tdro_suite.bundled import benchmark_dir, train_dir
 from tdro_suite.common.errors import DataError
 from tdro_suite.common.jsonl import json_lines
 from tdro_suite.data.dedup import find_contamination
@@ -20,8 +20,7 @@ def _jsonl(path: Path) -> list[dict]:
 
 def _eval_queries() -> list[str]:
     queries = [q["text"] for q in _jsonl(benchmark_dir("beir", "nave-kjv") / "queries.jsonl")]
-    for lang in benchmark_names("miracl"):
-        topics = benchmark_dir("miracl", lang) / f"topics.miracl-v1.0-{lang}-dev.tsv"
+    for topics in sorted(benchmark_dir("miracl").glob("*/topics.miracl-v1.0-*-dev.tsv")):
         queries += [line.split("\t", 1)[1] for line in topics.read_text(encoding="utf-8").splitlines()]
     for record in _jsonl(benchmark_dir("mkqa") / "mkqa.jsonl.gz"):
         queries += list(record["queries"].values())

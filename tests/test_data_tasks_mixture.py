@@ -107,7 +107,7 @@ def test_mixture_errors(tmp_path: Path, content: str, pattern: str) -> None:
     assert str(path) in str(info.value)
 
 
-def test_uniform_top_percent_restrict() -> None:
+def test_uniform_top_percent_and_unknown_tasks() -> None:
     tasks = [TaskInfo(name=n, path="", size=s) for n, s in zip("abcdefghij", range(10), strict=True)]
     uni = Mixture.uniform(tasks)
     assert uni.weights == pytest.approx([0.1] * 10) and uni.sizes[3] == 3
@@ -118,10 +118,6 @@ def test_uniform_top_percent_restrict() -> None:
     assert mix.top_percent(1).names == ("b",)
     with pytest.raises(DataError):
         mix.top_percent(0)
-    sub = mix.restrict(["a", "b"])
-    assert sub.weights == pytest.approx((0.1, 0.9))
-    with pytest.raises(DataError, match="'zz' not found in the mixture"):
-        mix.restrict(["a", "zz"])
     with pytest.raises(DataError, match="'j' not found in the training set"):
         mix.validate_against(tasks[:9])
     assert mix.weight_of("nothing") == 0.0

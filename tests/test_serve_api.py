@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from test_serve_support import ready_client, tiny_settings
+from test_serve_support import model_tokens, ready_client, tiny_settings
 
 from tdro_suite.modeling import Encoder
 from tdro_suite.serve import create_app
@@ -44,7 +44,7 @@ def test_embeddings_match_in_process_encode(client, reference) -> None:
     body = client.post("/v1/embeddings", json={"input": TEXTS, "encoding_format": "float"}).json()
     assert body["object"] == "list" and [d["index"] for d in body["data"]] == [0, 1, 2]
     np.testing.assert_allclose(_vectors(body), reference.encode(TEXTS), atol=1e-5)
-    assert body["usage"]["prompt_tokens"] == sum(reference.count_tokens(TEXTS)) == body["usage"]["total_tokens"]
+    assert body["usage"]["prompt_tokens"] == model_tokens(reference, TEXTS) == body["usage"]["total_tokens"]
 
     single = client.post("/v1/embeddings", json={"input": TEXTS[0]}).json()
     np.testing.assert_allclose(_vectors(single)[0], reference.encode([TEXTS[0]])[0], atol=1e-5)
@@ -271,11 +271,9 @@ def test_decoder_model_with_last_token_pooling_serves_the_same_vectors(tiny_deco
 
     reference = Encoder.from_pretrained(tiny_decoder_dir, max_length=64, device="cpu")
     assert reference.pooling == "lasttoken"
-    # the request-side counter (a private tokenizer copy) counts exactly like the model, EOS included
-    assert TokenCounter(reference.tokenizer)(TEXTS) == reference.count_tokens(TEXTS)
+    # the request-side counter (a private tokenizer copy) counts the tokens the model runs, EOS included
+    assert TokenCounter(reference.tokenizer)(TEXTS) == reference.tokenize(TEXTS)["attention_mask"].sum(1).tolist()
     with ready_client(create_app(tiny_settings(tiny_decoder_dir))) as c:
         body = c.post("/v1/embeddings", json={"input": TEXTS, "input_type": "query", "instruction": "find"}).json()
         np.testing.assert_allclose(_vectors(body), reference.encode_queries(TEXTS, instruction="find"), atol=1e-5)
-        assert body["usage"]["prompt_tokens"] == sum(
-            reference.count_tokens([f"Instruct: find\nQuery: {t}" for t in TEXTS])
-        )
+        assert body["usage"]["prompt_tokens"] == model_tokens(reference, [f"Instruct: find\nQuery: {t}" for t in TEXTS])

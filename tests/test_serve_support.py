@@ -37,6 +37,11 @@ def tiny_settings(model_dir: Path, **overrides: Any) -> ServeSettings:
     return ServeSettings(model=str(model_dir), device="cpu", **overrides)
 
 
+def model_tokens(encoder: Any, texts: list[str]) -> int:
+    """Tokens the model runs for `texts` (specials and EOS included): what `usage` must report."""
+    return int(encoder.tokenize(texts)["attention_mask"].sum())
+
+
 def wait_ready(client: TestClient | httpx.Client, timeout: float = READY_TIMEOUT_S) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -37,9 +37,3 @@ def benchmark_dir(kind: str, name: str | None = None) -> Path:
             f"No bundled benchmark at {path}" + (f"; available: {', '.join(available)}." if available else ".")
         )
     return path
-
-
-def benchmark_names(kind: str) -> list[str]:
-    """The bundled collections of one kind (BEIR dataset names, MIRACL languages; MKQA has none)."""
-    path = benchmark_dir(kind)
-    return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))

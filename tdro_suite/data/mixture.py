@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,31 +83,13 @@ class Mixture:
             tuple(self.sizes[i] for i in chosen),
         )
 
-    def restrict(self, task_names: Iterable[str]) -> Mixture:
-        """Only the given tasks, renormalised; naming a task outside the mixture is an error."""
-        wanted = list(dict.fromkeys(task_names))
-        self.check_tasks_exist(wanted, what="the mixture", known=self.names)
-        index = {n: i for i, n in enumerate(self.names)}
-        picked = [index[n] for n in wanted]
-        if sum(self.weights[i] for i in picked) <= 0:
-            raise DataError(f"Tasks {', '.join(wanted)} all have weight 0 in this mixture.")
-        return Mixture(
-            tuple(self.names[i] for i in picked),
-            tuple(self.weights[i] for i in picked),
-            tuple(self.sizes[i] for i in picked),
-        )
-
     def validate_against(self, tasks: Sequence[TaskInfo | str]) -> None:
         """Fail clearly when the mixture names a task that the training set does not have."""
         known = [t.name if isinstance(t, TaskInfo) else str(t) for t in tasks]
-        self.check_tasks_exist(self.names, what="the training set", known=known)
-
-    @staticmethod
-    def check_tasks_exist(names: Iterable[str], *, what: str, known: Sequence[str]) -> None:
-        missing = [n for n in names if n not in set(known)]
+        missing = [n for n in self.names if n not in set(known)]
         if missing:
             raise DataError(
-                f"Mixture task(s) {', '.join(map(repr, missing))} not found in {what}; "
+                f"Mixture task(s) {', '.join(map(repr, missing))} not found in the training set; "
                 f"known tasks: {', '.join(known) or '(none)'}."
             )
 

@@ -43,12 +43,6 @@ def contains_answer(passage_tokens: Sequence[str], answer_tokens: Sequence[str])
     )
 
 
-def has_answer(passage: str, answers: Iterable[str]) -> bool:
-    """Does `passage` contain any of `answers` (text or alias), after normalisation?"""
-    passage_tokens = tokens(passage)
-    return any(contains_answer(passage_tokens, tokens(answer)) for answer in answers)
-
-
 def answer_recall(
     answers: Sequence[Sequence[str]], retrieved: Sequence[Sequence[str]], k_values: Iterable[int]
 ) -> dict[str, object]:

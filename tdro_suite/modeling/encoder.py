@@ -158,15 +158,6 @@ class Encoder(torch.nn.Module):
             return_tensors="pt",
         )
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Tokens per text before truncation (specials and EOS included): what a batcher budgets for.
-
-        Fast tokenizers must not be called from two threads at once ("Already borrowed"): a caller that
-        counts on another thread than the one encoding uses its own copy of the tokenizer (as the server does).
-        """
-        ids = self.tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
-        return [len(x) for x in ids]
-
     # ------------------------------------------------------------------ forward / encode
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """Embed tokenised texts: [B, T] features → [B, D] (normalised when `self.normalize`).

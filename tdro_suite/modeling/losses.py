@@ -90,16 +90,3 @@ def hard_negative_infonce(q: Tensor, p: Tensor, temperature: float) -> Tensor:
     scores = torch.einsum("bd,bgd->bg", q.float(), p.float().view(q.shape[0], group, -1)) / temperature
     target = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
     return F.cross_entropy(scores, target, reduction="none")
-
-
-class HardNegativeInfoNCELoss(nn.Module):
-    """Module form of `hard_negative_infonce`: returns the per-example losses [B], not their mean."""
-
-    def __init__(self, temperature: float = 0.002):
-        super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
-
-    def forward(self, q: Tensor, p: Tensor) -> Tensor:
-        return hard_negative_infonce(q, p, self.temperature)

@@ -40,7 +40,7 @@ log = logging.getLogger("tdro_suite.serve")
 
 
 class TokenCounter:
-    """`Encoder.count_tokens` on a private copy of the tokenizer.
+    """Tokens per text before truncation (specials and EOS included), on a private copy of the tokenizer.
 
     Hugging Face fast tokenizers change their truncation state on every call and fail with
     "Already borrowed" when two threads call them at once; the model thread tokenises batches while
