@@ -11,8 +11,9 @@ sends them (base64 floats). For each server: requests/s, embeddings/s, p50/p99 l
 throughput as a multiple of batch-of-one and as a fraction of in-process encoding. The goal is
 >= 3x batch-of-one and within 15% of in-process encoding.
 
-The infinity peer runs from its own virtual environment (it pins older transformers), by default
-/work/.bench-venvs/infinity; see shared/OFFLINE.md for how it is installed.
+The infinity peer runs from its own virtual environment (it pins older transformers): install
+infinity_emb 0.0.78 into a separate venv and pass its executable with --infinity (default
+/work/.bench-venvs/infinity/bin/infinity_emb).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Task weights α on the simplex, updated by exponentiated gradient ascent on a group measure.
 
-One `update(g)` per optimizer step (DESIGN.md, "tDRO"):
+One `update(g)` per optimizer step (docs/architecture.md, "tDRO"):
 
 1. clip: g ← g · min(1, c / ‖g‖₂)                      (c = ``max_norm``; the step has a bounded length)
 2. ascend: log α ← log α + η · g;  α ← softmax(log α)     (η = ``step_size``; the paper: 0.02)
