@@ -108,14 +108,14 @@ def test_text_groups_apply_prompts_and_sample_hard_negatives(tmp_path: Path) -> 
 def test_effective_mixture_reads_weights_and_keeps_top_percent(tmp_path: Path) -> None:
     tasks = load_tasks([write_tasks(tmp_path / "d", n_tasks=3)])
     weights = tmp_path / "w.json"
-    write_mixture(weights, Mixture.from_weights({"task0": 0.2, "task1": 0.7, "task2": 0.1}))
+    write_mixture(weights, Mixture(("task0", "task1", "task2"), (0.2, 0.7, 0.1), (0, 0, 0)))
     assert effective_mixture(tasks, None, None).weights == pytest.approx((1 / 3,) * 3)
     assert effective_mixture(tasks, str(weights), None).as_dict() == pytest.approx(
         {"task0": 0.2, "task1": 0.7, "task2": 0.1}
     )
     top = effective_mixture(tasks, str(weights), 70)  # floor(3 * 0.7) = 2 tasks, uniform
     assert top.as_dict() == pytest.approx({"task0": 0.5, "task1": 0.5})
-    write_mixture(weights, Mixture.from_weights({"task0": 0.5, "nope": 0.5}))
+    write_mixture(weights, Mixture(("task0", "nope"), (0.5, 0.5), (0, 0)))
     with pytest.raises(DataError, match="nope"):
         effective_mixture(tasks, str(weights), None)
 

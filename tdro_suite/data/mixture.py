@@ -51,11 +51,6 @@ class Mixture:
 
     # --- constructors -------------------------------------------------------------------------
     @classmethod
-    def from_weights(cls, weights: dict[str, float], sizes: dict[str, int] | None = None) -> Mixture:
-        names = tuple(weights)
-        return cls(names, tuple(weights[n] for n in names), tuple((sizes or {}).get(n, 0) for n in names))
-
-    @classmethod
     def uniform(cls, tasks: Sequence[TaskInfo | str]) -> Mixture:
         """Equal weight on every task (the reference model's mixture and tDRO's start)."""
         names = tuple(t.name if isinstance(t, TaskInfo) else str(t) for t in tasks)

@@ -2,7 +2,7 @@
 
 Inputs cover the whole step: every example of every micro-batch on every rank, so the result
 does not depend on how the batch was split. With proxy losses ℓᵖ, reference losses ℓʳ and the
-task id k(i) of each of the N examples (DESIGN.md, "tDRO"):
+task id k(i) of each of the N examples (docs/architecture.md, "tDRO"):
 
 - ``relative`` (tDRO, the default): rᵢ = ℓʳᵢ / Σⱼ ℓʳⱼ, floored at φ/N (φ = ``floor``, a fraction of
   the mean share 1/N, so the floor does not depend on the batch size), xᵢ = max(ℓᵖᵢ / rᵢ, 0),

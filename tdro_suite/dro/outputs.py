@@ -21,7 +21,6 @@ from tdro_suite.common.io import atomic_path
 from tdro_suite.data.mixture import Mixture, write_mixture
 
 TOP_PERCENTS = (10, 20, 30, 40, 50, 60, 70, 80, 90)
-WEIGHT_KINDS = ("final", "mean", "ema")
 
 
 def trajectory_columns(names: Sequence[str]) -> list[str]:

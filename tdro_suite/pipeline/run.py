@@ -19,8 +19,6 @@ from tdro_suite.common.io import atomic_write_json, atomic_write_text
 from tdro_suite.config import load_config
 from tdro_suite.pipeline.config import PipelineConfig
 
-MODEL_LABELS = ("base", "tdro")
-
 
 @dataclass
 class PipelineResult:
