@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import PositiveInt, field_validator
+from pydantic import Field, PositiveInt, field_validator
 
 from tdro_suite.index.config import SearchKnobsConfig
 
@@ -10,19 +10,22 @@ from tdro_suite.index.config import SearchKnobsConfig
 class EvalConfig(SearchKnobsConfig):
     """A model on a benchmark (beir | miracl | mkqa = the bundled copies, or a folder in an official layout)."""
 
-    bench: str
+    bench: str = Field(description="beir | miracl | mkqa (the bundled copies) or a benchmark folder.")
     model: str = "minilm"
-    split: str | None = None  # BEIR: test, MIRACL: dev
-    langs: list[str] | None = None  # MIRACL/MKQA languages or BEIR dataset names; default all
+    split: str | None = Field(None, description="Qrels split; default: BEIR test, MIRACL dev.")
+    langs: list[str] | None = Field(None, description="MIRACL/MKQA languages or BEIR datasets, comma-separated; "
+                                    "default: all.")
     index_type: str = "flat"
-    k_values: list[PositiveInt] | None = None  # default 1,3,5,10,100 (MKQA: 1,5,20,100)
-    instruction: str | None = None  # query instruction; default: the model's own query prompt
+    k_values: list[PositiveInt] | None = Field(None, description="Cutoffs, comma-separated; default: 1,3,5,10,100 "
+                                               "(MKQA: 1,5,20,100).")
+    instruction: str | None = Field(None, description="Query instruction; default: the model's own query prompt.")
     batch_size: PositiveInt = 32
     max_length: PositiveInt | None = None
     device: str | None = None
-    output: str | None = None  # default outputs/eval/<bench>-<model>
-    use_cache: bool = True
-    shard_size: PositiveInt = 8192
+    output: str | None = Field(None, description="Folder for results.json / results.md; default: "
+                               "outputs/eval/<bench>-<model>.")
+    use_cache: bool = Field(True, description="Reuse cached corpus embeddings.")
+    shard_size: PositiveInt = Field(8192, description="Corpus documents per cached embedding shard.")
 
     @field_validator("langs", "k_values", mode="before")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 
 from tdro_suite.config import CommandConfig
 
@@ -13,14 +13,14 @@ class EncodeConfig(CommandConfig):
     """Texts in (a file or stdin; one per line, or JSON lines with a text field) → vectors (.npy) + ids."""
 
     model: str = "minilm"
-    input: str = "-"
-    output: str
-    ids_output: str | None = None
-    input_format: Literal["auto", "lines", "jsonl"] = "auto"
-    text_field: str = "text"
-    id_field: str = "id"
+    input: str = Field("-", description="Text file (one text per line, or JSON lines), or '-' for stdin.")
+    output: str = Field(description="Where to write the vectors (.npy).")
+    ids_output: str | None = Field(None, description="Ids file; default: OUTPUT with .ids.txt.")
+    input_format: Literal["auto", "lines", "jsonl"] = Field("auto", description="How the input is read.")
+    text_field: str = Field("text", description="JSON field holding the text.")
+    id_field: str = Field("id", description="JSON field holding the id.")
     batch_size: PositiveInt = 32
     max_length: PositiveInt | None = None
-    prompt: str | None = None
-    prompt_name: Literal["query", "passage"] | None = None
+    prompt: str | None = Field(None, description="Literal prefix put before every text.")
+    prompt_name: Literal["query", "passage"] | None = Field(None, description="The model's stored prompt to use.")
     device: str | None = None

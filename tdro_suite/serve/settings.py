@@ -43,10 +43,10 @@ class ServeSettings(BaseSettings):
     )
 
     # Where it listens
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    host: str = Field("127.0.0.1", description="Address to bind (0.0.0.0: every interface).")
+    port: int = Field(8000, ge=0, le=65535, description="Port (0: any free port).")
     workers: int = Field(1, ge=1, description="uvicorn worker processes (documents are read-only when > 1).")
-    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="Log level.")
     access_log: bool = Field(True, description="uvicorn's line per request (off for benchmarks).")
 
     # Security
@@ -70,10 +70,10 @@ class ServeSettings(BaseSettings):
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 429/503.")
 
     # Per-request limits
-    max_inputs_per_request: int = Field(2048, ge=1)
-    max_chars_per_input: int = Field(32768, ge=1)
-    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
-    max_top_k: int = Field(100, ge=1)
+    max_inputs_per_request: int = Field(2048, ge=1, description="Most inputs in one request (then 413).")
+    max_chars_per_input: int = Field(32768, ge=1, description="Most characters in one input (then 413).")
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest request body (then 413).")
+    max_top_k: int = Field(100, ge=1, description="Largest top_k a search may ask for.")
     truncate: bool = Field(True, description="Truncate inputs over the token limit (false: answer 413).")
 
     @model_validator(mode="after")
