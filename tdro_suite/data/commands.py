@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from tdro_suite.data.stats import ValidationResult, require_valid, validate_tasks
-from tdro_suite.data.tasks import load_tasks
-from tdro_suite.data.types import TaskInfo
+from tdro_suite.cli_options import JSON_OPTION
+
+if TYPE_CHECKING:  # the data modules load in the command bodies, so `--help` reads no more than it needs
+    from rich.table import Table
+
+    from tdro_suite.data.stats import ValidationResult
 
 PATHS_HELP = (
     "Task manifests (tasks.json), folders holding one, .jsonl/.jsonl.gz files, or hf:DATASET[@SPLIT]. "
@@ -20,16 +22,18 @@ PATHS_HELP = (
 )
 
 
-def _resolve_paths(paths: list[str] | None) -> list[TaskInfo]:
-    if not paths:
-        from tdro_suite.bundled import train_dir
+def _run(paths: list[str] | None, skip_invalid: bool, as_json: bool) -> ValidationResult:
+    """Validate the tasks `paths` name (default: the bundled mixture) with a progress bar on stderr.
 
-        return load_tasks([train_dir()])
-    return load_tasks(paths)
+    With --json the report goes to stdout and the bar is hidden, so stdout stays machine-readable.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from tdro_suite.bundled import train_dir
+    from tdro_suite.data.stats import validate_tasks
+    from tdro_suite.data.tasks import load_tasks
 
-def _run(tasks: list[TaskInfo], skip_invalid: bool, quiet: bool) -> ValidationResult:
-    """Validate with a progress bar on stderr (hidden for --json so stdout stays machine-readable)."""
+    tasks = load_tasks(paths or [train_dir()])
     total = sum(t.size for t in tasks) or None
     with Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -37,11 +41,14 @@ def _run(tasks: list[TaskInfo], skip_invalid: bool, quiet: bool) -> ValidationRe
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=Console(stderr=True),
-        disable=quiet,
+        disable=as_json,
         transient=True,
     ) as progress:
         bar = progress.add_task(f"reading {len(tasks)} task(s)", total=total)
-        return validate_tasks(tasks, skip_invalid=skip_invalid, on_example=lambda n: progress.advance(bar, n))
+        result = validate_tasks(tasks, skip_invalid=skip_invalid, on_example=lambda n: progress.advance(bar, n))
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    return result
 
 
 def _print_skipped(console: Console, result: ValidationResult) -> None:
@@ -58,6 +65,8 @@ def _stdout_console() -> Console:
 
 
 def _stats_table(result: ValidationResult) -> Table:
+    from rich.table import Table
+
     table = Table(title="Training tasks", show_footer=True)
     table.add_column("task", footer=f"{len(result.stats)} tasks", no_wrap=True)
     table.add_column("languages", footer=f"{len(result.languages)} languages", no_wrap=True)
@@ -83,6 +92,7 @@ def _stats_table(result: ValidationResult) -> Table:
     return table
 
 
+PATHS_ARGUMENT = typer.Argument(None, help=PATHS_HELP, show_default=False)
 SKIP_INVALID = typer.Option(
     False, "--skip-invalid", help="Drop malformed lines instead of failing; they are counted and reported."
 )
@@ -96,17 +106,14 @@ def register(app: typer.Typer) -> None:
 
     @data_app.command("validate")
     def validate(
-        paths: list[str] | None = typer.Argument(None, help=PATHS_HELP, show_default=False),
-        skip_invalid: bool = SKIP_INVALID,
-        as_json: bool = typer.Option(False, "--json", help="Print a JSON report on stdout."),
+        paths: list[str] | None = PATHS_ARGUMENT, skip_invalid: bool = SKIP_INVALID, as_json: bool = JSON_OPTION
     ) -> None:
         """Check every line of every task; fail on the first bad line with file:line:field."""
-        tasks = _resolve_paths(paths)
-        result = _run(tasks, skip_invalid, quiet=as_json)
-        if as_json:
-            typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
-        else:
-            console = _stdout_console()
+        from tdro_suite.data.stats import require_valid
+
+        result = _run(paths, skip_invalid, as_json)
+        console = _stdout_console()
+        if not as_json:
             _print_skipped(console, result)
         require_valid(result)
         if not as_json:
@@ -121,15 +128,11 @@ def register(app: typer.Typer) -> None:
 
     @data_app.command("stats")
     def stats(
-        paths: list[str] | None = typer.Argument(None, help=PATHS_HELP, show_default=False),
-        skip_invalid: bool = SKIP_INVALID,
-        as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout instead of a table."),
+        paths: list[str] | None = PATHS_ARGUMENT, skip_invalid: bool = SKIP_INVALID, as_json: bool = JSON_OPTION
     ) -> None:
         """Per task: examples, languages, mean query/passage length (characters), hard negatives per query."""
-        tasks = _resolve_paths(paths)
-        result = _run(tasks, skip_invalid, quiet=as_json)
+        result = _run(paths, skip_invalid, as_json)
         if as_json:
-            typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
             return
         console = _stdout_console()
         console.print(_stats_table(result))

@@ -1,0 +1,36 @@
+"""What `tdro-suite eval` does with its config: the benchmark first (bad data fails before a model loads),
+then the model, the evaluation and the report folder."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from tdro_suite.evaluation.config import EvalConfig
+
+
+def default_output(bench: str, model: str) -> Path:
+    """`outputs/eval/<bench>-<model>`, each reduced to a file-name-safe slug."""
+
+    def slug(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(text).name or text).strip("-") or "x"
+
+    return Path("outputs") / "eval" / f"{slug(bench)}-{slug(model)}"
+
+
+def run_eval(cfg: EvalConfig) -> tuple[dict[str, Any], Path]:
+    """Evaluate `cfg.model` on `cfg.bench`; the results and the folder holding results.json / results.md."""
+    from tdro_suite.evaluation.benchmarks import load_benchmark
+    from tdro_suite.evaluation.harness import evaluate
+    from tdro_suite.modeling import Encoder
+
+    benchmark = load_benchmark(cfg.bench, split=cfg.split, langs=cfg.langs)
+    encoder = Encoder.from_pretrained(cfg.model, max_length=cfg.max_length, device=cfg.device)
+    out_dir = Path(cfg.output) if cfg.output else default_output(cfg.bench, cfg.model)
+    results = evaluate(
+        encoder, benchmark, index_type=cfg.index_type, search_params=cfg.search_params(), k_values=cfg.k_values,
+        batch_size=cfg.batch_size, instruction=cfg.instruction, use_cache=cfg.use_cache, shard_size=cfg.shard_size,
+        out_dir=out_dir,
+    )
+    return results, out_dir
