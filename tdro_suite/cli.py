@@ -1,8 +1,10 @@
 """The `tdro-suite` command line: a thin Typer shell over the library.
 
-Each command parses options, loads its config, and calls one library function. Stage commands
-live next to their stage (`tdro_suite/<stage>/commands.py`) and are registered below; a command
-is registered only once it works. User errors (`TdroError`) print one paragraph, no traceback.
+Each command loads its config and calls one library function. Stage commands live next to their
+stage (`tdro_suite/<stage>/commands.py`) and are registered below; their options are generated
+from the stage's config model (`tdro_suite.cli_options`), so a field added to a model is an option
+at once. Importing this module (what `--help` does) imports no torch or faiss: those load inside the
+command bodies. User errors (`TdroError`) print one paragraph, no traceback.
 """
 
 from __future__ import annotations

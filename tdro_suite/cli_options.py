@@ -192,6 +192,8 @@ def _shown_default(info: Any, decls: list[str], is_flag: bool) -> str | None:
 def _help(model: type[BaseModel], name: str, info: Any, opt: Opt, default: str | None) -> str | None:
     """The field's description (else the fallback), its environment variable and default, as rich markup."""
     parts = [info.description or opt.help or ""]
+    if opt.split and "separated" not in parts[0]:
+        parts.append(f"[{'comma' if opt.split == ',' else repr(opt.split)}-separated or repeated]")
     env = env_name(model, name)
     if env:
         parts.append(f"[env: {env}]")
