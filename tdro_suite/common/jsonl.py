@@ -36,7 +36,7 @@ class InvalidLineError(DataError):
         self.reason = reason
 
 
-def open_text(path: str | Path) -> IO[str]:
+def _open_text(path: str | Path) -> IO[str]:
     """Open a UTF-8 text file for reading (`.gz` decompressed); bytes that are not UTF-8 come back as
     lone surrogates for `numbered_lines` to report."""
     path = Path(path)
@@ -53,7 +53,7 @@ def numbered_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     raise `DataError` naming the file and the line.
     """
     lineno = 0
-    with open_text(path) as fh:
+    with _open_text(path) as fh:
         try:
             for lineno, line in enumerate(fh, start=1):
                 bad = _UNDECODED.search(line)
