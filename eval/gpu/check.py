@@ -48,8 +48,8 @@ TAIL_CHARS = 2500
 CELL_CHARS = 220
 # Why a GPU build of FAISS is not carried to the check machine (see eval/gpu/README.md).
 FAISS_GPU_NOTE = (
-    "GPU FAISS not checked: faiss-gpu-cu12 (48 MB wheel) links libcudart.so.12/libcublas.so.12, which a "
-    "CUDA 13 machine lacks (their wheels are far over the carry limit); faiss-gpu 1.15.1 is a 135 MB wheel"
+    "GPU FAISS not checked: faiss-gpu-cu12 (48 MB) needs libcudart/libcublas .so.12, absent with CUDA 13; "
+    "faiss-gpu 1.15.1 is 135 MB (eval/gpu/README.md)"
 )
 
 
