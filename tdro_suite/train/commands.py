@@ -8,11 +8,11 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from tdro_suite.cli_options import Opt, config_command
+from tdro_suite.cli_options import config_command
 from tdro_suite.train.config import FinetuneConfig
 
 
-@config_command(FinetuneConfig, options={"per_device_batch_size": Opt(("--batch-size",))})
+@config_command(FinetuneConfig)
 def finetune(cfg: FinetuneConfig) -> None:
     """Fine-tune a dense retriever (homogeneous batches, hard + in-batch + cross-device negatives) → RUN/model."""
     from tdro_suite.train.finetune import run_finetune
