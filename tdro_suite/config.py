@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -24,6 +24,9 @@ class CommandConfig(BaseModel):
     """Base for every command's config: unknown keys are errors, values are re-validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    # Keys of older configs, {old: new}: an unknown-key error then names the new key.
+    renamed_keys: ClassVar[dict[str, str]] = {}
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -52,12 +55,14 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
+def format_validation_error(exc: ValidationError, source: str, renamed: Mapping[str, str] | None = None) -> str:
+    """One sentence naming the source and every bad key; a key of an older config names its new name."""
     parts = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "<root>"
         if err["type"] == "extra_forbidden":
-            parts.append(f"unknown key '{key}'")
+            new = (renamed or {}).get(key)
+            parts.append(f"unknown key '{key}'" + (f" (renamed to '{new}')" if new else ""))
         else:
             value = err.get("input")
             shown = "" if isinstance(value, dict) else f" (got {value!r})"
@@ -79,4 +84,5 @@ def load_config(
     try:
         return model.model_validate(_merge(data, given))
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, " and ".join(sources) or "defaults")) from None
+        source = " and ".join(sources) or "defaults"
+        raise ConfigError(format_validation_error(exc, source, model.renamed_keys)) from None

@@ -62,9 +62,9 @@ def test_two_process_finetune_draws_one_task_per_step_on_every_rank_and_matches_
     from test_gradcache import zero_dropout_copy
     from train_data import write_tasks
 
+    from tdro_suite.runtime.metrics import read_metrics
     from tdro_suite.train.config import FinetuneConfig
     from tdro_suite.train.finetune import run_finetune
-    from tdro_suite.train.metrics import read_metrics
 
     model = zero_dropout_copy(tiny_encoder_dir, tmp_path / "enc")
     data = write_tasks(tmp_path / "data", per_task=10)

@@ -44,20 +44,19 @@ def planted(tiny_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
         data=[str(manifest)],
         model=str(tiny_encoder_dir),
         use_instructions=False,
-        batch_size=32,
+        global_batch_size=32,
         hard_negatives=7,
         temperature=0.05,
         max_grad_norm=None,
-        device="cpu",
         seed=7,
     )
     reference = run_optimize(
         OptimizeConfig(
-            **common, measure="loss", step_size=0.0, steps=40, learning_rate=5e-3,
+            **common, measure="loss", step_size=0.0, max_steps=40, learning_rate=5e-3,
             output_dir=str(root / "reference"), save_proxy=True,
         ),
         console=QUIET,
-    )
+    ).run_dir
     return {"root": root, "common": common, "reference": str(reference / "proxy")}
 
 
@@ -65,11 +64,11 @@ def _final_weights(planted: dict, measure: str) -> dict[str, float]:
     extra = {"reference": planted["reference"]} if measure != "loss" else {}
     run = run_optimize(
         OptimizeConfig(
-            **planted["common"], **extra, measure=measure, step_size=0.1, steps=30, learning_rate=1e-3,
+            **planted["common"], **extra, measure=measure, step_size=0.1, max_steps=30, learning_rate=1e-3,
             output_dir=str(planted["root"] / measure),
         ),
         console=QUIET,
-    )
+    ).run_dir
     weights = read_mixture(run / "weights.json").as_dict()
     print(measure, {k: round(v, 3) for k, v in sorted(weights.items(), key=lambda kv: -kv[1])})
     return weights

@@ -28,13 +28,14 @@ def test_two_processes_match_one_process(tiny_encoder_dir: Path, tmp_path: Path)
     manifest = build_planted_tasks(tmp_path / "data", model)
     values = dict(
         data=[str(manifest)], model=str(model), reference=str(tiny_encoder_dir), use_instructions=False,
-        batch_size=16, hard_negatives=3, temperature=0.05, learning_rate=2e-3, step_size=0.5, steps=4,
-        device="cpu", seed=3,
+        global_batch_size=16, hard_negatives=3, temperature=0.05, learning_rate=2e-3, step_size=0.5, max_steps=4,
+        seed=3,
     )
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        single = run_optimize(OptimizeConfig(**values, output_dir=str(tmp_path / "one")), console=Console(quiet=True))
+        single_cfg = OptimizeConfig(**values, output_dir=str(tmp_path / "one"))
+        single = run_optimize(single_cfg, console=Console(quiet=True)).run_dir
     finally:
         torch.set_num_threads(before)
     config = tmp_path / "two.json"

@@ -19,10 +19,10 @@ from tdro_suite.common.errors import ConfigError, DataError
 from tdro_suite.config import load_config
 from tdro_suite.data.mixture import read_mixture
 from tdro_suite.dro import optimize as optimize_module
-from tdro_suite.dro.checkpoint import CheckpointError
 from tdro_suite.dro.config import OptimizeConfig
 from tdro_suite.dro.optimize import run_optimize
 from tdro_suite.dro.outputs import read_trajectory
+from tdro_suite.runtime.run_dir import CheckpointError
 
 QUIET = Console(quiet=True)
 
@@ -44,13 +44,12 @@ def _cfg(setup: dict, out: Path, **kw) -> OptimizeConfig:
         model=setup["model"],
         reference=setup["model"],
         use_instructions=False,
-        batch_size=16,
+        global_batch_size=16,
         hard_negatives=3,
         temperature=0.05,
         learning_rate=1e-3,
         step_size=0.5,
-        steps=4,
-        device="cpu",
+        max_steps=4,
         output_dir=str(out),
         seed=7,
     )
@@ -63,7 +62,7 @@ def _weights(run: Path, kind: str = "") -> list[float]:
 
 
 def test_run_folder_holds_every_output(setup: dict, tmp_path: Path) -> None:
-    run = run_optimize(_cfg(setup, tmp_path / "run", weights_output="ema"), console=QUIET)
+    run = run_optimize(_cfg(setup, tmp_path / "run", weights_output="ema"), console=QUIET).run_dir
     main = json.loads((run / "weights.json").read_text())
     assert main["weights_kind"] == "ema" and main["measure"] == "relative" and main["steps"] == 4
     assert main["domain_ids"] == ["map-a", "map-b", "noisy", "easy"]
@@ -82,7 +81,7 @@ def test_run_folder_holds_every_output(setup: dict, tmp_path: Path) -> None:
 
 
 def test_interrupted_run_resumes_exactly(setup: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    straight = run_optimize(_cfg(setup, tmp_path / "straight", steps=5, save_every=2), console=QUIET)
+    straight = run_optimize(_cfg(setup, tmp_path / "straight", max_steps=5, save_steps=2), console=QUIET).run_dir
 
     real_step = optimize_module.tdro_step
     calls = {"n": 0}
@@ -95,19 +94,21 @@ def test_interrupted_run_resumes_exactly(setup: dict, tmp_path: Path, monkeypatc
 
     monkeypatch.setattr(optimize_module, "tdro_step", crash_on_fourth)
     with pytest.raises(KeyboardInterrupt):
-        run_optimize(_cfg(setup, tmp_path / "resumed", steps=5, save_every=2), console=QUIET)
+        run_optimize(_cfg(setup, tmp_path / "resumed", max_steps=5, save_steps=2), console=QUIET)
     assert not (tmp_path / "resumed" / "weights.json").exists()
-    assert [p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()] == ["step-0000002"]
+    assert [p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()] == ["step-000002"]
     monkeypatch.setattr(optimize_module, "tdro_step", real_step)
-    resumed = run_optimize(_cfg(setup, tmp_path / "resumed", steps=5, save_every=2), console=QUIET)
+    resumed = run_optimize(
+        _cfg(setup, tmp_path / "resumed", max_steps=5, save_steps=2, resume=True), console=QUIET
+    ).run_dir
     assert read_trajectory(resumed / "trajectory.csv") == read_trajectory(straight / "trajectory.csv")
     for kind in ("final", "mean", "ema"):
         assert _weights(resumed, kind) == _weights(straight, kind)
 
 
 def test_gradient_accumulation_gives_the_same_weights(setup: dict, tmp_path: Path) -> None:
-    one = run_optimize(_cfg(setup, tmp_path / "one", steps=3), console=QUIET)
-    four = run_optimize(_cfg(setup, tmp_path / "four", steps=3, grad_accumulation=4), console=QUIET)
+    one = run_optimize(_cfg(setup, tmp_path / "one", max_steps=3), console=QUIET).run_dir
+    four = run_optimize(_cfg(setup, tmp_path / "four", max_steps=3, grad_accumulation=4), console=QUIET).run_dir
     a, b = read_trajectory(one / "trajectory.csv"), read_trajectory(four / "trajectory.csv")
     for ra, rb in zip(a, b, strict=True):
         for key, value in ra.items():
@@ -123,6 +124,7 @@ def test_accumulation_replays_dropout_masks(setup: dict, tiny_encoder_dir: Path,
     from tdro_suite.dro.group_weights import GroupWeights
     from tdro_suite.dro.optimize import resolve_tasks
     from tdro_suite.modeling.encoder import Encoder
+    from tdro_suite.runtime.module import EncoderModule
 
     cfg = _cfg(setup, Path("unused"))
     tasks = load_task_data(resolve_tasks(cfg), use_instructions=False)
@@ -140,7 +142,7 @@ def test_accumulation_replays_dropout_masks(setup: dict, tiny_encoder_dir: Path,
 
     monkeypatch.setattr(step_module, "hard_negative_infonce", record)
     step_module.tdro_step(
-        model=step_module.PairEncoder(proxy), proxy=proxy, reference=None, micro_batches=micro,
+        model=EncoderModule(proxy), proxy=proxy, reference=None, micro_batches=micro,
         group_weights=GroupWeights(4), measure="loss", floor=0.1, lengths=step_module.Lengths(16, 16),
         temperature=0.05,
     )
@@ -171,13 +173,14 @@ def test_bf16_autocast_forward_matches_fp32(setup: dict) -> None:
 
 
 def test_existing_run_needs_resume_or_overwrite(setup: dict, tmp_path: Path) -> None:
-    run_optimize(_cfg(setup, tmp_path / "run", steps=2), console=QUIET)
-    with pytest.raises(ConfigError, match="already holds a tDRO run"):
-        run_optimize(_cfg(setup, tmp_path / "run", steps=2, resume=False), console=QUIET)
-    with pytest.raises(CheckpointError, match=r"step_size: 0.5 → 0.25"):
-        run_optimize(_cfg(setup, tmp_path / "run", steps=2, step_size=0.25), console=QUIET)
+    run_optimize(_cfg(setup, tmp_path / "run", max_steps=2), console=QUIET)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        run_optimize(_cfg(setup, tmp_path / "run", max_steps=2), console=QUIET)
+    with pytest.raises(CheckpointError, match=r"'step_size' was 0.5, now 0.25"):
+        run_optimize(_cfg(setup, tmp_path / "run", max_steps=2, step_size=0.25, resume=True), console=QUIET)
     # overwrite starts over (not a resume, so other settings are fine): a fresh 3-step trajectory
-    run = run_optimize(_cfg(setup, tmp_path / "run", steps=3, step_size=0.25, overwrite=True), console=QUIET)
+    fresh = _cfg(setup, tmp_path / "run", max_steps=3, step_size=0.25, overwrite=True)
+    run = run_optimize(fresh, console=QUIET).run_dir
     assert [r["step"] for r in read_trajectory(run / "trajectory.csv")] == [1, 2, 3]
 
 
@@ -185,7 +188,7 @@ def test_user_errors_are_clear(setup: dict, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="needs a reference model"):
         load_config(OptimizeConfig, None, {"measure": "relative"})
     with pytest.raises(ConfigError, match="not divisible"):
-        load_config(OptimizeConfig, None, {"measure": "loss", "batch_size": 10, "grad_accumulation": 4})
+        load_config(OptimizeConfig, None, {"measure": "loss", "global_batch_size": 10, "grad_accumulation": 4})
     with pytest.raises(ConfigError, match="unknown key 'eta'"):
         load_config(OptimizeConfig, None, {"measure": "loss", "eta": 0.1})
     bad = tmp_path / "bad"

@@ -102,9 +102,9 @@ def test_finetune_with_gradcache_follows_the_plain_run(tmp_path: Path, tiny_enco
     sys.path.insert(0, str(Path(__file__).resolve().parent / "dist_scripts"))
     from train_data import write_tasks
 
+    from tdro_suite.runtime.metrics import read_metrics
     from tdro_suite.train.config import FinetuneConfig
     from tdro_suite.train.finetune import run_finetune
-    from tdro_suite.train.metrics import read_metrics
 
     model = zero_dropout_copy(tiny_encoder_dir, tmp_path / "enc")
     data = write_tasks(tmp_path / "data", per_task=8)

@@ -17,9 +17,9 @@ from train_data import write_tasks
 from tdro_suite.cli import app
 from tdro_suite.common.errors import ConfigError
 from tdro_suite.modeling import Encoder
+from tdro_suite.runtime.metrics import read_metrics
 from tdro_suite.train.config import FinetuneConfig
 from tdro_suite.train.finetune import run_finetune
-from tdro_suite.train.metrics import read_metrics
 
 TEXTS = ["Instruct: Find passages for task0\nQuery: which apple 1", "the apple number 1", "the river number 2"]
 
@@ -58,7 +58,7 @@ def test_lora_adapter_export_loads_onto_its_base(tmp_path: Path, tiny_decoder_di
         model=str(tiny_decoder_dir), data=[str(data)], output_dir=str(tmp_path / "run"), max_steps=2,
         lora=True, lora_rank=4, merge_lora=False, per_device_batch_size=4, query_max_length=24,
         passage_max_length=24, learning_rate=5e-3, progress=False,
-    ))
+    )).model_dir
     assert (out / "adapter_config.json").is_file()
     adapter = Encoder.from_pretrained(out, device="cpu")
     assert adapter.encode(TEXTS).shape == (3, 32)
@@ -79,7 +79,7 @@ def test_bf16_lora_finetune_on_gpu(tmp_path: Path, tiny_decoder_dir: Path) -> No
         model=str(tiny_decoder_dir), data=[str(data)], output_dir=str(tmp_path / "run"), max_steps=3,
         lora=True, lora_rank=4, gradient_checkpointing=True, per_device_batch_size=4, query_max_length=24,
         passage_max_length=24, learning_rate=5e-3, progress=False, precision="auto",
-    ))
+    )).model_dir
     losses = [r["loss"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")]
     assert len(losses) == 3 and all(np.isfinite(losses))
     assert Encoder.from_pretrained(out, device="cpu").encode(TEXTS).shape == (3, 32)

@@ -20,11 +20,11 @@ from tdro_suite.common.errors import ConfigError, DataError
 from tdro_suite.config import load_config
 from tdro_suite.data.mixture import Mixture, write_mixture
 from tdro_suite.data.tasks import load_task_examples, load_tasks
+from tdro_suite.runtime.metrics import MetricsLogger, plot_loss_curve, read_metrics
+from tdro_suite.runtime.optim import build_optimizer, build_scheduler, warmup_cosine_factor
 from tdro_suite.train.batching import global_text_groups
 from tdro_suite.train.config import FinetuneConfig
 from tdro_suite.train.finetune import effective_mixture
-from tdro_suite.train.metrics import MetricsLogger, plot_loss_curve, read_metrics
-from tdro_suite.train.optim import build_optimizer, build_scheduler, warmup_cosine_factor
 from tdro_suite.train.sampler import HomogeneousBatchSampler
 
 

@@ -15,10 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "dist_scripts"))
 from train_data import write_tasks
 
 from tdro_suite.common.errors import ConfigError
-from tdro_suite.train.checkpoint import CheckpointError, list_checkpoints
+from tdro_suite.runtime.metrics import read_metrics
+from tdro_suite.runtime.run_dir import CheckpointError
 from tdro_suite.train.config import FinetuneConfig
 from tdro_suite.train.finetune import run_finetune
-from tdro_suite.train.metrics import read_metrics
 
 STEPS = 4
 
@@ -33,15 +33,15 @@ def _config(tiny_encoder_dir: Path, data: Path, out: Path, **kw) -> FinetuneConf
 
 def test_resume_continues_exactly(tmp_path: Path, tiny_encoder_dir: Path) -> None:
     data = write_tasks(tmp_path / "data", per_task=10)
-    straight = run_finetune(_config(tiny_encoder_dir, data, tmp_path / "straight"))
+    straight = run_finetune(_config(tiny_encoder_dir, data, tmp_path / "straight")).model_dir
 
     split_dir = tmp_path / "split"
-    stopped = run_finetune(_config(tiny_encoder_dir, data, split_dir, stop_after_steps=STEPS // 2))
+    stopped = run_finetune(_config(tiny_encoder_dir, data, split_dir, stop_after_steps=STEPS // 2)).checkpoint
     assert stopped.name == f"step-{STEPS // 2:06d}" and not (split_dir / "model").exists()
     assert not list(stopped.parent.glob(".*tmp"))  # the temporary folder was renamed, nothing left behind
     with pytest.raises(ConfigError, match="--resume"):  # a fresh start would silently clobber the run
         run_finetune(_config(tiny_encoder_dir, data, split_dir))
-    resumed = run_finetune(_config(tiny_encoder_dir, data, split_dir, resume=True))
+    resumed = run_finetune(_config(tiny_encoder_dir, data, split_dir, resume=True)).model_dir
 
     a = read_metrics(tmp_path / "straight" / "metrics.jsonl")
     b = read_metrics(split_dir / "metrics.jsonl")
@@ -57,6 +57,6 @@ def test_resume_continues_exactly(tmp_path: Path, tiny_encoder_dir: Path) -> Non
 def test_resume_refuses_a_different_run(tmp_path: Path, tiny_encoder_dir: Path) -> None:
     data = write_tasks(tmp_path / "data", per_task=6)
     run_finetune(_config(tiny_encoder_dir, data, tmp_path / "run", stop_after_steps=1))
-    assert len(list_checkpoints(tmp_path / "run")) == 1
-    with pytest.raises(CheckpointError, match="seed"):
+    assert len(list((tmp_path / "run" / "checkpoints").glob("step-*"))) == 1
+    with pytest.raises(CheckpointError, match="'seed' was 42, now 7"):
         run_finetune(_config(tiny_encoder_dir, data, tmp_path / "run", resume=True, seed=7))

@@ -2,7 +2,7 @@
 
 Both steps tokenise the same texts, run the proxy forward and backward, and take one AdamW step.
 The fine-tuning step uses fine-tuning's loss (InfoNCE with hard and in-batch negatives, through
-`RetrieverTrainingModel`); the tDRO step is `tdro_step` (proxy losses + frozen-reference forward +
+`EncoderModule`, as `finetune` runs it); the tDRO step is `tdro_step` (proxy losses + frozen-reference forward +
 gather + group measure + weight update + weighted backward). The expected extra is the reference
 forward, which is also timed alone. Steps are interleaved and the median of `--repeats` is reported.
 
@@ -26,11 +26,11 @@ from tdro_suite.bundled import train_dir
 from tdro_suite.data.tasks import load_tasks
 from tdro_suite.dro.batches import draw_global_batch, load_task_data
 from tdro_suite.dro.group_weights import GroupWeights
-from tdro_suite.dro.step import Lengths, PairEncoder, reference_losses, tdro_step
+from tdro_suite.dro.step import Lengths, reference_losses, tdro_step
 from tdro_suite.modeling.encoder import Encoder
 from tdro_suite.modeling.losses import InfoNCELoss, text_keys
-from tdro_suite.train.model import RetrieverTrainingModel
-from tdro_suite.train.optim import build_optimizer
+from tdro_suite.runtime.module import EncoderModule
+from tdro_suite.runtime.optim import build_optimizer
 
 
 def main() -> None:
@@ -60,8 +60,8 @@ def main() -> None:
     reference.eval()
     reference.requires_grad_(False)
     optimizer = build_optimizer(proxy, 1e-5)
-    finetune_model = RetrieverTrainingModel(proxy, InfoNCELoss(args.temperature))
-    pair = PairEncoder(proxy)
+    module = EncoderModule(proxy)
+    infonce = InfoNCELoss(args.temperature)
     weights = GroupWeights(len(tasks), step_size=0.02)
     sync = torch.cuda.synchronize if proxy.device.type == "cuda" else (lambda: None)
 
@@ -70,18 +70,15 @@ def main() -> None:
         texts = [p for it in items for p in it.passages]
         passages = proxy.tokenize(texts, max_length=lengths.passage)
         device = proxy.device
-        loss = finetune_model(
-            {k: v.to(device) for k, v in queries.items()},
-            {k: v.to(device) for k, v in passages.items()},
-            text_keys(texts).to(device),
-        )
+        q, p = module({k: v.to(device) for k, v in queries.items()}, {k: v.to(device) for k, v in passages.items()})
+        loss = infonce(q, p, text_keys(texts).to(device))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     def tdro_full_step() -> None:
         tdro_step(
-            model=pair, proxy=proxy, reference=reference, micro_batches=[items], group_weights=weights,
+            model=module, proxy=proxy, reference=reference, micro_batches=[items], group_weights=weights,
             measure="relative", floor=0.1, lengths=lengths, temperature=args.temperature,
         )
         optimizer.step()

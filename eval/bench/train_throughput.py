@@ -28,9 +28,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def ours(data_file: Path, args: argparse.Namespace, work: Path, *, length_buckets: bool = True) -> float:
     """Our trainer's samples/s; `length_buckets=False` forces one padded pass per batch (the ablation)."""
     from tdro_suite.modeling import encoder as encoder_module
+    from tdro_suite.runtime.metrics import read_metrics
     from tdro_suite.train.config import FinetuneConfig
     from tdro_suite.train.finetune import run_finetune
-    from tdro_suite.train.metrics import read_metrics
 
     out = work / ("ours" if length_buckets else "ours-one-pass")
     shipped = encoder_module.MIN_BUCKET_ROWS_CPU

@@ -158,7 +158,7 @@ def optimize_config(spec: ExperimentSpec, measure: str, seed: int, run_dir: Path
         "reference": str(reference) if reference is not None else None, "train_reference": False,
         "resume": True, "overwrite": False,
     })
-    return _clamp_steps(cfg, "steps", spec.optimize_steps)
+    return _clamp_steps(cfg, "max_steps", spec.optimize_steps)
 
 
 def reference_config(spec: ExperimentSpec, seed: int, seed_dir: Path) -> Any:
@@ -237,16 +237,17 @@ class _Timings:
 
 def train_reference(spec: ExperimentSpec, seed: int, seed_dir: Path, console: Console, timings: _Timings) -> Path:
     from tdro_suite.dro.reference import REFERENCE_DIR
-    from tdro_suite.train.finetune import MODEL_DIR, run_finetune
+    from tdro_suite.train.finetune import exported_model, run_finetune
 
-    exported = seed_dir / REFERENCE_DIR / MODEL_DIR
-    if (exported / "config.json").is_file():
+    exported = exported_model(seed_dir / REFERENCE_DIR)
+    if exported is not None:
         console.print(f"[dim]seed {seed}: reusing the uniform reference {exported}[/]", highlight=False)
         return exported
     ft = reference_config(spec, seed, seed_dir)
     console.rule(f"seed {seed}: uniform reference ({ft.max_steps} steps)")
     started = time.perf_counter()
-    path = run_finetune(ft, console=console)
+    path = run_finetune(ft, console=console).model_dir
+    assert path is not None  # the reference config does not stop early
     timings.add(f"seed-{seed}/reference", time.perf_counter() - started)
     return path
 
@@ -255,15 +256,15 @@ def learn_weights(
     spec: ExperimentSpec, measure: str, seed: int, seed_dir: Path, reference: Path | None, console: Console,
     timings: _Timings,
 ) -> Path:
-    from tdro_suite.dro.optimize import run_optimize
+    from tdro_suite.dro.optimize import WEIGHTS_FILE, run_optimize
 
     run_dir = seed_dir / f"optimize-{measure}"
-    weights = run_dir / "weights.json"
+    weights = run_dir / WEIGHTS_FILE
     if weights.is_file():
         console.print(f"[dim]seed {seed}: reusing the {measure} weights {weights}[/]", highlight=False)
         return weights
     cfg = optimize_config(spec, measure, seed, run_dir, reference)
-    console.rule(f"seed {seed}: tDRO weights, measure '{measure}' ({cfg.steps} steps)")
+    console.rule(f"seed {seed}: tDRO weights, measure '{measure}' ({cfg.max_steps} steps)")
     started = time.perf_counter()
     run_optimize(cfg, console=console)
     timings.add(f"seed-{seed}/optimize-{measure}", time.perf_counter() - started)
@@ -276,18 +277,19 @@ def finetune(
 ) -> tuple[Path, list[str]]:
     """Fine-tune (or reuse) one condition's model; returns it and the tasks it trained on."""
     from tdro_suite.data.mixture import read_mixture
-    from tdro_suite.train.finetune import MODEL_DIR, run_finetune
+    from tdro_suite.train.finetune import exported_model, run_finetune
 
     condition = CONDITIONS[name]
     run_dir = seed_dir / f"finetune-{name}"
-    exported = run_dir / MODEL_DIR
-    if (exported / "modules.json").is_file():
+    exported = exported_model(run_dir)
+    if exported is not None:
         console.print(f"[dim]seed {seed}: reusing the {name} model {exported}[/]", highlight=False)
     else:
         cfg = finetune_config(spec, condition, seed, run_dir, weights)
         console.rule(f"seed {seed}: fine-tune '{name}' ({condition.label}, {cfg.max_steps} steps)")
         started = time.perf_counter()
-        run_finetune(cfg, console=console)
+        exported = run_finetune(cfg, console=console).model_dir
+        assert exported is not None  # the experiment's configs do not stop early
         timings.add(f"seed-{seed}/finetune-{name}", time.perf_counter() - started)
     kept = read_mixture(run_dir / "mixture.json")
     return exported, [n for n, w in zip(kept.names, kept.weights, strict=True) if w > 0]
@@ -567,7 +569,7 @@ def parse_args(argv: Sequence[str] | None = None) -> ExperimentSpec:
                         help=f"output folder (default {DEFAULT_OUT.relative_to(REPO)}; smoke: "
                              f"{SMOKE_OUT.relative_to(REPO)})")
     parser.add_argument("--finetune-steps", type=int, default=None, help="override the finetune config's max_steps")
-    parser.add_argument("--optimize-steps", type=int, default=None, help="override the optimize config's steps")
+    parser.add_argument("--optimize-steps", type=int, default=None, help="override the optimize config's max_steps")
     parser.add_argument("--reference-steps", type=int, default=None, help="override the reference config's max_steps")
     parser.add_argument("--benchmarks", type=_list, default=None,
                         help="comma list: beir,miracl,mkqa or benchmark folders (default all three; smoke miracl)")

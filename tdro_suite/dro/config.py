@@ -2,64 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
-from tdro_suite.config import CommandConfig
-from tdro_suite.dro.measures import DEFAULT_RELATIVE_FLOOR
+from tdro_suite.runtime.config import RunConfig, TrainingConfig, resumable
+
+# The relative measure's floor φ on an example's share of the reference loss, as a fraction of the
+# mean share 1/N (kept here, not in measures.py, so reading the config imports no torch).
+DEFAULT_RELATIVE_FLOOR = 0.1
 
 
-class OptimizeConfig(CommandConfig):
+class OptimizeConfig(TrainingConfig):
     """Learn task weights with a proxy model against a frozen reference (tDRO)."""
 
-    # --- data and models
-    data: list[str] = Field(default_factory=list, description="Task manifests/folders/files; empty = bundled mixture.")
-    max_examples_per_task: PositiveInt | None = None
-    use_instructions: bool = True
-    model: str = "minilm"
-    reference: str | None = None
-    train_reference: bool = False
-    reference_config: str | None = Field(None, description="Finetune YAML for train_reference (uniform mixture).")
-    output_dir: str = "runs/optimize"
-    overwrite: bool = Field(False, description="Restart tDRO in a run folder that holds a run (keeps RUN/reference).")
-    save_proxy: bool = False
+    # --- the reference
+    reference: str | None = Field(None, description="The frozen reference: a model fine-tuned on the uniform mixture.")
+    # How the reference is made may change on resume: the reference model's identity is what is checked.
+    train_reference: bool = resumable(False, "Fine-tune the reference first (uniform mixture), into RUN/reference.")
+    reference_config: str | None = resumable(None, "Finetune YAML for train_reference (uniform mixture).")
 
     # --- group weights
-    measure: Literal["relative", "loss", "excess"] = "relative"
-    step_size: NonNegativeFloat = 0.02
-    max_norm: PositiveFloat | None = 1.0
-    smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    ema_decay: float = Field(0.9, ge=0.0, lt=1.0)
-    relative_floor: PositiveFloat = DEFAULT_RELATIVE_FLOOR
-    initial_weights: str | None = None
-    weights_output: Literal["final", "mean", "ema"] = "final"
+    measure: Literal["relative", "loss", "excess"] = Field(
+        "relative", description="Group measure: relative (tDRO), loss (GroupDRO, no reference), excess (DoReMi)."
+    )
+    step_size: NonNegativeFloat = Field(0.02, description="Weight step size η of the exponentiated gradient ascent.")
+    max_norm: PositiveFloat | None = Field(1.0, description="Clip the group measure to this L2 norm (none: no clip).")
+    smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Mix ε of the uniform distribution into the weights.")
+    ema_decay: float = Field(0.9, ge=0.0, lt=1.0, description="Decay of the weights' exponential moving average.")
+    relative_floor: PositiveFloat = Field(
+        DEFAULT_RELATIVE_FLOOR, description="Floor φ/N on an example's share of the reference loss (relative)."
+    )
+    initial_weights: str | None = Field(None, description="Weights file to start from (default: uniform).")
+    weights_output: Literal["final", "mean", "ema"] = resumable(
+        "final", "Which weights become RUN/weights.json: the final ones, their mean or their EMA."
+    )
+    save_proxy: bool = resumable(False, "Also export the trained proxy model to RUN/proxy.")
 
-    # --- proxy training (as fine-tuning)
-    steps: PositiveInt = 1000
-    batch_size: PositiveInt = 2048
-    grad_accumulation: PositiveInt = 1
-    hard_negatives: PositiveInt = 7
-    temperature: PositiveFloat = 0.002
-    query_max_length: PositiveInt = 128
-    passage_max_length: PositiveInt = 512
-    learning_rate: PositiveFloat = 1e-4
-    weight_decay: NonNegativeFloat = 0.0
-    warmup_steps: NonNegativeInt = 0
-    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0, description="Cosine decays to learning_rate × this.")
-    max_grad_norm: PositiveFloat | None = 1.0
-    lora: bool = False
-    lora_rank: PositiveInt = 16
-    lora_alpha: PositiveInt = 32
-    lora_dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    gradient_checkpointing: bool = False
-    device: str | None = None
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 on CUDA, fp32 elsewhere.")
-    seed: int = 42
+    # --- the proxy's batches (mixed: every task at rate 1/K)
+    global_batch_size: PositiveInt = Field(2048, description="Queries per optimizer step over all processes.")
+    hard_negatives: PositiveInt = Field(7, description="Hard negatives per query (tDRO's loss uses only these).")
+    max_steps: PositiveInt = Field(1000, description="Optimizer steps.")
+    temperature: PositiveFloat = Field(0.002, description="InfoNCE temperature τ over cosine scores.")
+    output_dir: str = resumable("runs/optimize", "Run folder (RUN/reference keeps a trained reference).")
 
-    # --- run folder
-    save_every: NonNegativeInt = 0
-    resume: bool = True
+    renamed_keys: ClassVar[dict[str, str]] = {**RunConfig.renamed_keys, "batch_size": "global_batch_size"}
 
     @model_validator(mode="after")
     def _check(self) -> OptimizeConfig:
@@ -70,8 +57,9 @@ class OptimizeConfig(CommandConfig):
                 f"the '{self.measure}' measure needs a reference model: set 'reference' to a model fine-tuned "
                 "with the uniform mixture, or 'train_reference: true'"
             )
-        if self.batch_size % self.grad_accumulation:
+        if self.global_batch_size % self.grad_accumulation:
             raise ValueError(
-                f"batch_size {self.batch_size} is not divisible by grad_accumulation {self.grad_accumulation}"
+                f"global_batch_size {self.global_batch_size} is not divisible by grad_accumulation "
+                f"{self.grad_accumulation}"
             )
         return self

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import torch
 
+from tdro_suite.dro.config import DEFAULT_RELATIVE_FLOOR
+
 MEASURES = ("relative", "loss", "excess")
-DEFAULT_RELATIVE_FLOOR = 0.1
 
 
 def group_mean(values: torch.Tensor, task_ids: torch.Tensor, num_tasks: int) -> torch.Tensor:

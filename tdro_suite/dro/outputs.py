@@ -33,7 +33,7 @@ def trajectory_columns(names: Sequence[str]) -> list[str]:
 def write_trajectory(path: Path, rows: Sequence[dict[str, Any]], names: Sequence[str]) -> None:
     """One CSV row per optimizer step; columns `weight/<task>`, `measure/<task>`, ... (see `trajectory_columns`)."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=trajectory_columns(names), restval="")
+        writer = csv.DictWriter(fh, fieldnames=trajectory_columns(names), restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 

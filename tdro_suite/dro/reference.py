@@ -1,7 +1,7 @@
 """`train_reference`: fine-tune the reference model with the uniform mixture before tDRO starts.
 
 The reference is what `tdro-suite finetune` produces on the same tasks with equal weights, from the
-same base model as the proxy (DESIGN.md). It lives in RUN/reference/ (RUN/reference/model is the
+same base model as the proxy (docs/architecture.md, "tDRO"). It lives in RUN/reference/ (RUN/reference/model is the
 exported model); a finished one is reused when the run resumes, an interrupted one resumes.
 """
 
@@ -44,16 +44,18 @@ def reference_finetune_config(cfg: OptimizeConfig, run_dir: Path):
 
 def train_uniform_reference(cfg: OptimizeConfig, run_dir: Path, tasks: Sequence[TaskInfo], console: Console) -> Path:
     """Fine-tune (or reuse) the uniform-mixture reference; returns the exported model folder."""
-    from tdro_suite.train.finetune import MODEL_DIR, run_finetune
+    from tdro_suite.train.finetune import exported_model, run_finetune
 
-    exported = run_dir / REFERENCE_DIR / MODEL_DIR
-    if (exported / "config.json").is_file():
+    exported = exported_model(run_dir / REFERENCE_DIR)
+    if exported is not None:
         console.print(f"Reusing the reference model at {exported}.", highlight=False)
         return exported
     ft = reference_finetune_config(cfg, run_dir)
     console.print(
         f"Training the reference: {cfg.model} fine-tuned on {len(tasks)} tasks with the uniform mixture "
-        f"({ft.max_steps} steps) → {exported}",
+        f"({ft.max_steps} steps) → {run_dir / REFERENCE_DIR}",
         highlight=False,
     )
-    return run_finetune(ft, console=console)
+    result = run_finetune(ft, console=console)
+    assert result.model_dir is not None  # the reference config has no stop_after_steps
+    return result.model_dir

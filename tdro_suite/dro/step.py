@@ -1,6 +1,6 @@
 """One tDRO optimizer step: losses of proxy and reference → group measure → new weights → proxy update.
 
-Order within a step (DESIGN.md): the group weights are updated from this step's measure first,
+Order within a step (docs/architecture.md, "tDRO"): the group weights are updated from this step's measure first,
 then the proxy is trained on Σᵢ wᵢ ℓᵖᵢ with wᵢ = α_{k(i)} / Σⱼ α_{k(j)} over the whole global batch.
 
 With gradient accumulation the measure must cover every micro-batch before any proxy gradient
@@ -14,7 +14,7 @@ graph of the single forward is kept and no recomputation happens.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,17 +27,6 @@ from tdro_suite.dro.measures import group_mean, group_measure
 from tdro_suite.modeling.distributed import all_gather_nograd, world_size
 from tdro_suite.modeling.encoder import Encoder
 from tdro_suite.modeling.losses import hard_negative_infonce
-
-
-class PairEncoder(nn.Module):
-    """Queries and passages through one encoder in one `forward`, so DDP sees a single call per backward."""
-
-    def __init__(self, encoder: Encoder) -> None:
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, queries: dict[str, Tensor], passages: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        return self.encoder(queries), self.encoder(passages)
 
 
 @dataclass(frozen=True)
@@ -77,7 +66,7 @@ def per_example_losses(
     *,
     bf16: bool = False,
 ) -> Tensor:
-    """Hard-negatives-only InfoNCE per example [b]; `model` is the encoder or its DDP-wrapped PairEncoder.
+    """Hard-negatives-only InfoNCE per example [b]; `model` is the encoder or its (DDP-wrapped) `EncoderModule`.
 
     With `bf16` the forward runs under bf16 autocast (fp32 master weights); scores and losses are fp32.
     """
@@ -128,12 +117,13 @@ def tdro_step(
     lengths: Lengths,
     temperature: float,
     bf16: bool = False,
+    backward: Callable[[Tensor], None] = Tensor.backward,
 ) -> StepStats:
     """Forward/backward of one optimizer step (gradients are left in `.grad`; the caller steps the optimizer).
 
-    `model` is what runs the proxy forward: the `PairEncoder` (DDP-wrapped under torchrun) or the
-    Encoder itself. Losses and task ids are gathered over all ranks, so every rank computes the
-    same measure and the same weights.
+    `model` is what runs the proxy forward: the `EncoderModule` (DDP-wrapped under torchrun) or the
+    Encoder itself; `backward` is `accelerator.backward` in a run. Losses and task ids are gathered over
+    all ranks, so every rank computes the same measure and the same weights.
     """
     device = proxy.device
     keep_graph = len(micro_batches) == 1
@@ -173,7 +163,7 @@ def tdro_step(
             if not keep_graph:
                 losses = per_example_losses(model, proxy, items, lengths, temperature, bf16=bf16)
             weighted = (alpha[ids].to(losses.dtype) / normaliser.to(losses.dtype) * losses).sum() * scale
-            weighted.backward()
+            backward(weighted)
     weighted_total = float((alpha[all_ids] / normaliser * all_proxy.double()).sum())
     return StepStats(
         weights=alpha.cpu(),

@@ -76,12 +76,14 @@ def _optimize(cfg: PipelineConfig, out: Path, console: Console) -> Path:
         cfg.optimize_config,
         {"output_dir": str(out / "optimize"), "resume": cfg.resume, "overwrite": not cfg.resume},
     )
-    return run_optimize(opt, console=console) / "weights.json"
+    weights = run_optimize(opt, console=console).weights
+    assert weights is not None  # the pipeline's optimize config does not stop early
+    return weights
 
 
 def _finetune(cfg: PipelineConfig, out: Path, weights: Path, console: Console) -> tuple[Path, str]:
     from tdro_suite.train.config import FinetuneConfig
-    from tdro_suite.train.finetune import MODEL_DIR, run_finetune
+    from tdro_suite.train.finetune import exported_model, run_finetune
 
     transfer = f"top {cfg.top_percent:g}% of tasks" if cfg.transfer == "top-percent" else "tasks sampled by weight"
     console.rule(f"[bold]2/4 Fine-tune with the tDRO mixture ({transfer})")
@@ -94,11 +96,13 @@ def _finetune(cfg: PipelineConfig, out: Path, weights: Path, console: Console) -
     if cfg.transfer == "top-percent":
         overrides["top_percent"] = cfg.top_percent
     ft = load_config(FinetuneConfig, cfg.finetune_config, overrides)
-    exported = Path(ft.output_dir) / MODEL_DIR
-    if cfg.resume and (exported / "modules.json").is_file():
+    exported = exported_model(ft.output_dir)
+    if cfg.resume and exported is not None:
         console.print(f"Reusing the fine-tuned model in {exported}")
         return exported, ft.model
-    return run_finetune(ft, console=console), ft.model
+    model_dir = run_finetune(ft, console=console).model_dir
+    assert model_dir is not None  # the pipeline's finetune config does not stop early
+    return model_dir, ft.model
 
 
 def _evaluate(

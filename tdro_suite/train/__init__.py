@@ -1,6 +1,7 @@
-"""Fine-tuning: homogeneous batches, InfoNCE, accelerate/DeepSpeed loop, checkpoints and exact resume.
+"""Fine-tuning (`tdro-suite finetune`): homogeneous batches, InfoNCE, the export.
 
-Reusable pieces: `optim` (AdamW + warmup/cosine), `checkpoint` (atomic accelerate checkpoints),
-`metrics` (JSONL log + loss-curve PNG), `sampler` (homogeneous batches); the entry point is
-`tdro_suite.train.finetune.run_finetune`.
+This stage supplies only what is its own: the mixture and its `sampler` (one task per global batch),
+`batching` (texts and tokens of a step), the step function and the export in `finetune.run_finetune`.
+The loop, checkpoints, resume, precision and process layout are the shared training core,
+`tdro_suite.runtime`.
 """

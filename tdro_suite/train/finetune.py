@@ -10,16 +10,12 @@ mixed precision is bf16 on CUDA and fp32 elsewhere. One optimizer step = one tas
 from __future__ import annotations
 
 import contextlib
-import shutil
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from tdro_suite.common.errors import ConfigError, DataError
@@ -27,27 +23,32 @@ from tdro_suite.common.io import atomic_dir, atomic_write_json
 from tdro_suite.data.mixture import Mixture, read_mixture, write_mixture
 from tdro_suite.data.tasks import load_task_examples, load_tasks
 from tdro_suite.data.types import TaskInfo, TrainExample
-from tdro_suite.modeling.encoder import Encoder
 from tdro_suite.modeling.gradcache import gradcache_backward
 from tdro_suite.modeling.losses import InfoNCELoss
+from tdro_suite.runtime.accelerator import is_deepspeed, make_accelerator, process_group
+from tdro_suite.runtime.build import build_trainable_encoder
+from tdro_suite.runtime.config import result_settings
+from tdro_suite.runtime.metrics import plot_loss_curve
+from tdro_suite.runtime.module import EncoderModule
+from tdro_suite.runtime.run_dir import RunDir, model_identity, task_identity
+from tdro_suite.runtime.session import StepResult, TrainingSession
 from tdro_suite.train.batching import global_text_groups, tokenize_groups
-from tdro_suite.train.checkpoint import (
-    CHECKPOINTS,
-    CheckpointError,
-    latest_checkpoint,
-    list_checkpoints,
-    load_checkpoint,
-)
-from tdro_suite.train.checkpoint import save_checkpoint as save_training_checkpoint
 from tdro_suite.train.config import FinetuneConfig
-from tdro_suite.train.metrics import MetricsLogger, plot_loss_curve
-from tdro_suite.train.model import RetrieverTrainingModel
-from tdro_suite.train.optim import build_optimizer, build_scheduler
 from tdro_suite.train.sampler import HomogeneousBatchSampler
 
 MODEL_DIR = "model"
-METRICS_FILE = "metrics.jsonl"
 LOSS_PNG = "loss.png"
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """Where a fine-tuning run put its outputs; `model_dir` is None when `stop_after_steps` stopped it early."""
+
+    run_dir: Path
+    model_dir: Path | None
+    metrics: Path
+    checkpoint: Path | None
+    steps_done: int
 
 
 @dataclass
@@ -73,6 +74,7 @@ def effective_mixture(tasks: list[TaskInfo], mixture_file: str | None, top_perce
 
 
 def load_training_data(config: FinetuneConfig) -> TrainingData:
+    """The tasks with weight > 0 under the effective mixture, their examples, and the mixture resized to them."""
     from tdro_suite.bundled import train_dir
 
     all_tasks = load_tasks(config.data or [train_dir()])
@@ -87,6 +89,12 @@ def load_training_data(config: FinetuneConfig) -> TrainingData:
     return TrainingData(tasks, examples, sized)
 
 
+def exported_model(output_dir: str | Path) -> Path | None:
+    """The model a finished run exported into `output_dir` (merged or adapter-only), or None."""
+    path = Path(output_dir) / MODEL_DIR
+    return path if (path / "modules.json").is_file() else None
+
+
 def mixture_table(mixture: Mixture) -> Table:
     table = Table(title="effective training mixture")
     table.add_column("task")
@@ -97,98 +105,23 @@ def mixture_table(mixture: Mixture) -> Table:
     return table
 
 
-def _make_accelerator(config: FinetuneConfig) -> Any:
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
-
-    cuda = torch.cuda.is_available()
-    if config.precision == "bf16" and not cuda:
-        raise ConfigError("precision 'bf16' needs a CUDA GPU; on CPU use 'fp32' (or 'auto').")
-    bf16 = config.precision == "bf16" or (config.precision == "auto" and cuda)
-    # Parameters outside the embedding path (e.g. BERT's pooler) get no gradient: let DDP skip them.
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    return Accelerator(
-        cpu=not cuda,  # without it, accelerate treats torchrun CPU processes as independent single runs
-        mixed_precision="bf16" if bf16 else "no",
-        gradient_accumulation_steps=config.grad_accumulation,
-        kwargs_handlers=[ddp],
-    )
-
-
-def _is_deepspeed(accelerator: Any) -> bool:
-    from accelerate.utils import DistributedType
-
-    return accelerator.distributed_type == DistributedType.DEEPSPEED
-
-
-def _build_encoder(config: FinetuneConfig, accelerator: Any) -> Encoder:
-    # A frozen LoRA base can stay in bf16; fully trained weights stay fp32 under bf16 autocast.
-    lora_bf16 = config.lora and accelerator.mixed_precision == "bf16"
-    # No max_length here: training truncates per call (query/passage lengths), and the exported model keeps
-    # the base model's own max length instead of the (often shorter) training one.
-    encoder = Encoder.from_pretrained(
-        config.model,
-        pooling=config.pooling,
-        device=accelerator.device,
-        dtype=torch.bfloat16 if lora_bf16 else torch.float32,
-    )
-    if config.lora:
-        encoder.add_lora(config.lora_rank, config.lora_alpha, config.lora_dropout, config.lora_target_modules)
-    if config.gradient_checkpointing:
-        encoder.enable_gradient_checkpointing()
-    encoder.train()
-    return encoder
-
-
-def _run_fingerprint(config: FinetuneConfig, data: TrainingData, global_batch: int) -> dict[str, Any]:
-    """What must match for a resume to continue the same run."""
+def run_fingerprint(config: FinetuneConfig, data: TrainingData, global_batch: int) -> dict[str, Any]:
+    """What a resumed run must share with the interrupted one (runtime.run_dir's resume policy)."""
+    mix = data.mixture
     return {
-        "tasks": list(data.mixture.names),
-        "weights": [round(w, 12) for w in data.mixture.weights],
-        "sizes": list(data.mixture.sizes),
+        **result_settings(config),
+        "model": model_identity(config.model),
+        "data": task_identity(data.tasks),
+        "mixture": [[n, round(w, 12), s] for n, w, s in zip(mix.names, mix.weights, mix.sizes, strict=True)],
         "global_batch_size": global_batch,
-        "seed": config.seed,
-        "max_steps": config.max_steps,
-        "model": config.model,
-        "hard_negatives": config.hard_negatives,
     }
-
-
-def _check_fingerprint(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
-    for key, value in current.items():
-        if saved.get("fingerprint", {}).get(key) != value:
-            raise CheckpointError(
-                f"Cannot resume from {path}: '{key}' was {saved.get('fingerprint', {}).get(key)!r} there and is "
-                f"{value!r} now. Resume with the same data, mixture, batch size, seed and max_steps, "
-                "or start a fresh output_dir."
-            )
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool, total: int, done: int, console: Console) -> Iterator[tuple[Progress | None, Any]]:
-    if not enabled:
-        yield None, None
-        return
-    progress = Progress(
-        TextColumn("[bold]finetune"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[speed]} samples/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-    )
-    with progress:
-        task = progress.add_task("steps", total=total, completed=done, loss="-", lr="-", speed="-")
-        yield progress, task
 
 
 def _export(accelerator: Any, model: torch.nn.Module, target: Path, merge: bool) -> None:
     """Write the final Encoder folder (HF + sentence-transformers) atomically from the main process."""
     unwrapped = accelerator.unwrap_model(model)
     gather: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-    if _is_deepspeed(accelerator) and accelerator.state.deepspeed_plugin.zero_stage == 3:
+    if is_deepspeed(accelerator) and accelerator.state.deepspeed_plugin.zero_stage == 3:
         import deepspeed  # ZeRO-3 shards parameters: gather full ones for the export
 
         gather = deepspeed.zero.GatheredParameters(list(unwrapped.parameters()), modifier_rank=None)
@@ -199,26 +132,21 @@ def _export(accelerator: Any, model: torch.nn.Module, target: Path, merge: bool)
     accelerator.wait_for_everyone()
 
 
-def run_finetune(config: FinetuneConfig, *, console: Console | None = None) -> Path:
-    """Train and export; returns the exported model folder (or the checkpoint when `stop_after_steps` stops early)."""
+def run_finetune(config: FinetuneConfig, *, console: Console | None = None) -> FinetuneResult:
+    """Train and export (the model folder is `result.model_dir`); joins and leaves torchrun's group itself."""
+    with process_group():
+        return _run_finetune(config, console or Console())
+
+
+def _run_finetune(config: FinetuneConfig, console: Console) -> FinetuneResult:
     from accelerate.utils import set_seed
 
-    console = console or Console()
-    accelerator = _make_accelerator(config)
+    accelerator = make_accelerator(config.precision, grad_accumulation=config.grad_accumulation)
     main = accelerator.is_main_process
-    output = Path(config.output_dir)
-    if config.gradcache and _is_deepspeed(accelerator):
+    if config.gradcache and is_deepspeed(accelerator):
         raise ConfigError("gradcache is not supported under DeepSpeed; use ZeRO's own memory savings or DDP.")
-    if not config.resume and list_checkpoints(output):
-        if not config.overwrite:
-            raise ConfigError(
-                f"{output} already holds checkpoints of a run: pass --resume to continue it, --overwrite to "
-                "start over, or choose another --output-dir."
-            )
-        accelerator.wait_for_everyone()
-        if main:
-            shutil.rmtree(output / CHECKPOINTS)
-        accelerator.wait_for_everyone()
+    run_dir = RunDir(config.output_dir, accelerator)
+    run_dir.prepare(resume=config.resume, overwrite=config.overwrite)
 
     data = load_training_data(config)
     world, accum = accelerator.num_processes, config.grad_accumulation
@@ -232,112 +160,68 @@ def run_finetune(config: FinetuneConfig, *, console: Console | None = None) -> P
         )
 
     set_seed(config.seed)
-    encoder = _build_encoder(config, accelerator)
+    encoder = build_trainable_encoder(config, accelerator.device, accelerator.mixed_precision == "bf16")
     loss_fn = InfoNCELoss(
         config.temperature,
         in_batch_negatives=config.in_batch_negatives,
         cross_device=config.cross_device_negatives,
     )
-    model = RetrieverTrainingModel(encoder, loss_fn)
-    optimizer = build_optimizer(model, config.learning_rate, config.weight_decay)
-    scheduler = build_scheduler(optimizer, config.warmup_steps, config.max_steps, config.min_lr_ratio)
-    if _is_deepspeed(accelerator):
+    if is_deepspeed(accelerator):
         ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
         ds_config["train_micro_batch_size_per_gpu"] = config.per_device_batch_size
-    model, optimizer = accelerator.prepare(model, optimizer)
     sampler = HomogeneousBatchSampler(list(data.mixture.sizes), list(data.mixture.weights), global_batch, config.seed)
-    accelerator.register_for_checkpointing(scheduler, sampler)
-    fingerprint = _run_fingerprint(config, data, global_batch)
-
-    start_step = 0
-    if config.resume:
-        checkpoint = latest_checkpoint(output)
-        if checkpoint is None:
-            if main:
-                console.print(f"No checkpoint in {output}: starting from step 0.")
-        else:
-            state = load_checkpoint(accelerator, checkpoint)
-            _check_fingerprint(state, fingerprint, checkpoint)
-            start_step = int(state["step"])
-            if main:
-                console.print(f"Resumed from {checkpoint} (step {start_step}).")
-
-    stop = config.stop_after_steps or config.max_steps
-    logger = MetricsLogger(output / METRICS_FILE, resume_step=start_step if start_step else None) if main else None
+    session = TrainingSession(
+        config, accelerator, EncoderModule(encoder),
+        run_dir=run_dir, fingerprint=run_fingerprint(config, data, global_batch), stateful=[sampler],
+        console=console, label="finetune",
+    )
     if main:
-        atomic_write_json(output / "finetune_config.json", config.model_dump())
-        write_mixture(output / "mixture.json", data.mixture)
+        atomic_write_json(run_dir.path / "finetune_config.json", config.model_dump())
+        write_mixture(run_dir.path / "mixture.json", data.mixture)
+    model = session.model
     gathered = config.in_batch_negatives and config.cross_device_negatives and world > 1
-    raw_model = accelerator.unwrap_model(model)
-    started = time.perf_counter()
 
-    with _progress(main and config.progress, config.max_steps, start_step, console) as (progress, bar):
-        for step in range(start_step, stop):
-            tic = time.perf_counter()
-            batch = sampler.next_batch()
-            groups = global_text_groups(
-                batch, data.examples[batch.task], data.tasks[batch.task], config.hard_negatives, config.seed,
-                config.use_instructions,
+    def step_fn(step: int) -> StepResult:
+        batch = sampler.next_batch()
+        groups = global_text_groups(
+            batch, data.examples[batch.task], data.tasks[batch.task], config.hard_negatives, config.seed,
+            config.use_instructions,
+        )
+        step_loss = torch.zeros((), device=accelerator.device)
+        for micro in range(accum):
+            local = groups[batch.local_slice(accelerator.process_index, world, micro, accum)]
+            inputs = tokenize_groups(encoder, local, config.query_max_length, config.passage_max_length).to(
+                accelerator.device
             )
-            step_loss = torch.zeros((), device=accelerator.device)
-            grad_norm = None
-            for micro in range(accum):
-                local = groups[batch.local_slice(accelerator.process_index, world, micro, accum)]
-                inputs = tokenize_groups(
-                    raw_model.encoder, local, config.query_max_length, config.passage_max_length
-                ).to(accelerator.device)
-                with accelerator.accumulate(model):
-                    if config.gradcache:
-                        loss = gradcache_backward(
-                            lambda f: model(queries=f),
-                            lambda f: model(passages=f),
-                            lambda q, p, keys=inputs.passage_keys: raw_model.loss(q, p, keys),
-                            inputs.queries,
-                            inputs.passages,
-                            config.gradcache_chunk_size,
-                            backward=accelerator.backward,
-                            no_sync=lambda: accelerator.no_sync(model),
-                        )
-                    else:
-                        loss = model(inputs.queries, inputs.passages, inputs.passage_keys)
-                        accelerator.backward(loss)
-                    if accelerator.sync_gradients and config.max_grad_norm is not None:
-                        grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                    optimizer.step()
-                    optimizer.zero_grad()
-                step_loss += loss.detach() / (world if gathered else 1)
-            lr = scheduler.get_last_lr()[0]  # the rate this step used
-            scheduler.step()
-            logged = accelerator.reduce(step_loss / accum, reduction="mean").item()
-            done = step + 1
-            elapsed = time.perf_counter() - tic
-            if logger is not None and (done % config.log_steps == 0 or done == stop):
-                logger.log({
-                    "step": done,
-                    "task": data.tasks[batch.task].name,
-                    "loss": logged,
-                    "lr": lr,
-                    "grad_norm": float(grad_norm) if grad_norm is not None else None,
-                    "samples_per_s": global_batch / elapsed,
-                    "elapsed_s": time.perf_counter() - started,
-                })
-            if progress is not None:
-                progress.update(
-                    bar, completed=done, loss=f"{logged:.4f}", lr=f"{lr:.2e}", speed=f"{global_batch / elapsed:.1f}"
-                )
-            if (config.save_steps and done % config.save_steps == 0) or done == config.stop_after_steps:
-                save_training_checkpoint(
-                    accelerator, output, done, {"fingerprint": fingerprint}, keep=config.keep_checkpoints
-                )
+            with accelerator.accumulate(model):
+                if config.gradcache:
+                    loss = gradcache_backward(
+                        lambda f: model(queries=f)[0],
+                        lambda f: model(passages=f)[1],
+                        lambda q, p, keys=inputs.passage_keys: loss_fn(q, p, keys),
+                        inputs.queries,
+                        inputs.passages,
+                        config.gradcache_chunk_size,
+                        backward=accelerator.backward,
+                        no_sync=lambda: accelerator.no_sync(model),
+                    )
+                else:
+                    q, p = model(inputs.queries, inputs.passages)
+                    loss = loss_fn(q, p, inputs.passage_keys)
+                    accelerator.backward(loss)
+            step_loss += loss.detach() / (world if gathered else 1)
+        logged = accelerator.reduce(step_loss / accum, reduction="mean").item()
+        return StepResult(logged, global_batch, {"task": data.tasks[batch.task].name}, data.tasks[batch.task].name)
 
-    if logger is not None:
-        logger.close()
-    if stop < config.max_steps:
+    done = session.run(step_fn)
+    metrics = session.metrics_path
+    if not session.finished:
         accelerator.wait_for_everyone()
-        return latest_checkpoint(output) or output
+        return FinetuneResult(run_dir.path, None, metrics, run_dir.latest(), done)
     if main:
-        plot_loss_curve(output / METRICS_FILE, output / LOSS_PNG)
-    _export(accelerator, model, output / MODEL_DIR, config.merge_lora)
+        plot_loss_curve(metrics, run_dir.path / LOSS_PNG)
+    model_dir = run_dir.path / MODEL_DIR
+    _export(accelerator, model, model_dir, config.merge_lora)
     if main:
-        console.print(f"Model: {output / MODEL_DIR}; metrics: {output / METRICS_FILE}; curve: {output / LOSS_PNG}")
-    return output / MODEL_DIR
+        console.print(f"Model: {model_dir}; metrics: {metrics}; curve: {run_dir.path / LOSS_PNG}")
+    return FinetuneResult(run_dir.path, model_dir, metrics, run_dir.latest(), done)

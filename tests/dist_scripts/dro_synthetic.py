@@ -111,8 +111,9 @@ def write_stage_configs(
     optimize = root / "optimize.yaml"
     optimize.write_text(yaml.safe_dump({
         **common, "data": [str(data)], "model": str(model_dir), "train_reference": True,
-        "reference_config": str(reference), "use_instructions": False, "steps": optimize_steps, "batch_size": 8,
-        "step_size": 0.5, "learning_rate": 1e-3, "device": "cpu",
+        "reference_config": str(reference), "use_instructions": False, "max_steps": optimize_steps,
+        "global_batch_size": 8,
+        "step_size": 0.5, "learning_rate": 1e-3,
     }))
     finetune = root / "finetune.yaml"
     finetune.write_text(yaml.safe_dump({

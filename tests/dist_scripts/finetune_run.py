@@ -4,10 +4,9 @@ which task and which examples the sampler gave at every step (to show all ranks 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
-
-import torch.distributed as dist
 
 from tdro_suite.train import sampler as sampler_module
 from tdro_suite.train.config import FinetuneConfig
@@ -24,12 +23,8 @@ def main(config_json: str, record_dir: Path) -> None:
         return batch
 
     sampler_module.HomogeneousBatchSampler.next_batch = recording_next_batch  # type: ignore[method-assign]
-    run_finetune(FinetuneConfig.model_validate(json.loads(config_json)))
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    (record_dir / f"draws-rank{rank}.json").write_text(json.dumps(draws))
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    run_finetune(FinetuneConfig.model_validate(json.loads(config_json)))  # joins and leaves the process group
+    (record_dir / f"draws-rank{os.environ.get('RANK', '0')}.json").write_text(json.dumps(draws))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,116 @@
+"""One resume policy for both stages: a resumed run whose result-changing settings differ is refused,
+naming the setting (learning rate, temperature, LoRA rank, data, reference, measure, ...).
+
+Each stage runs one step and stops (`stop_after_steps`), then every resume below changes one setting.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "dist_scripts"))
+from dro_synthetic import build_planted_tasks, without_dropout
+from train_data import write_tasks
+
+from tdro_suite.dro.config import OptimizeConfig
+from tdro_suite.dro.optimize import run_optimize
+from tdro_suite.runtime.config import result_settings
+from tdro_suite.runtime.run_dir import CheckpointError
+from tdro_suite.train.config import FinetuneConfig
+from tdro_suite.train.finetune import run_finetune
+
+QUIET = Console(quiet=True)
+
+# The settings a resume may change: bookkeeping, or an execution strategy with the same result. Every
+# other field is fingerprinted, so a new field is checked on resume unless it is added here on purpose.
+MAY_CHANGE = {
+    "data", "grad_accumulation", "gradient_checkpointing", "output_dir", "save_steps", "keep_checkpoints",
+    "resume", "overwrite", "stop_after_steps", "log_steps", "progress",
+}
+FINETUNE_MAY_CHANGE = MAY_CHANGE | {"per_device_batch_size", "gradcache", "gradcache_chunk_size", "merge_lora"}
+OPTIMIZE_MAY_CHANGE = MAY_CHANGE | {"train_reference", "reference_config", "weights_output", "save_proxy"}
+
+
+def test_every_other_setting_is_fingerprinted() -> None:
+    finetune = FinetuneConfig()
+    assert set(result_settings(finetune)) == set(FinetuneConfig.model_fields) - FINETUNE_MAY_CHANGE
+    optimize = OptimizeConfig(measure="loss")
+    assert set(result_settings(optimize)) == set(OptimizeConfig.model_fields) - OPTIMIZE_MAY_CHANGE
+
+
+@pytest.fixture(scope="module")
+def finetune_run(tiny_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("resume-finetune")
+    data = write_tasks(root / "data", per_task=6)
+    values = dict(
+        model=str(tiny_encoder_dir), data=[str(data)], output_dir=str(root / "run"), max_steps=3,
+        per_device_batch_size=4, hard_negatives=1, query_max_length=16, passage_max_length=16,
+        temperature=0.05, learning_rate=1e-3, lora=True, lora_rank=4, progress=False,
+    )
+    run_finetune(FinetuneConfig(**values, stop_after_steps=1), console=QUIET)
+    return {"values": values, "other_data": write_tasks(root / "other", per_task=7)}
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"learning_rate": 2e-3}, "learning_rate"),
+        ({"temperature": 0.1}, "temperature"),
+        ({"lora_rank": 8}, "lora_rank"),
+        ({"seed": 7}, "seed"),
+        ({"hard_negatives": 0}, "hard_negatives"),
+        ({"data": "other"}, "data"),
+    ],
+)
+def test_finetune_refuses_a_changed_setting(finetune_run: dict, change: dict, named: str) -> None:
+    values = {**finetune_run["values"], **change}
+    if change.get("data") == "other":
+        values["data"] = [str(finetune_run["other_data"])]
+    with pytest.raises(CheckpointError, match=rf"'{named}' was .*, now "):
+        run_finetune(FinetuneConfig(**values, resume=True), console=QUIET)
+
+
+def test_finetune_resumes_with_bookkeeping_changed(finetune_run: dict) -> None:
+    values = {**finetune_run["values"], "per_device_batch_size": 2, "grad_accumulation": 2, "save_steps": 5}
+    result = run_finetune(FinetuneConfig(**values, resume=True, stop_after_steps=2), console=QUIET)
+    assert result.steps_done == 2 and result.model_dir is None
+
+
+@pytest.fixture(scope="module")
+def optimize_run(tiny_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("resume-optimize")
+    model = without_dropout(tiny_encoder_dir, root / "encoder")
+    values = dict(
+        data=[str(build_planted_tasks(root / "data", model))], model=str(model), reference=str(model),
+        use_instructions=False, global_batch_size=8, hard_negatives=3, temperature=0.05, learning_rate=1e-3,
+        step_size=0.5, max_steps=3, lora=True, lora_rank=4, output_dir=str(root / "run"), progress=False,
+    )
+    run_optimize(OptimizeConfig(**values, stop_after_steps=1), console=QUIET)
+    other = build_planted_tasks(root / "other", model, seed=1)
+    return {"values": values, "other_data": other, "other_reference": str(tiny_encoder_dir)}
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"learning_rate": 2e-3}, "learning_rate"),
+        ({"temperature": 0.1}, "temperature"),
+        ({"lora_rank": 8}, "lora_rank"),
+        ({"measure": "excess"}, "measure"),
+        ({"step_size": 0.25}, "step_size"),
+        ({"reference": "other"}, "reference"),
+        ({"data": "other"}, "data"),
+    ],
+)
+def test_optimize_refuses_a_changed_setting(optimize_run: dict, change: dict, named: str) -> None:
+    values = {**optimize_run["values"], **change}
+    if change.get("reference") == "other":
+        values["reference"] = optimize_run["other_reference"]
+    if change.get("data") == "other":
+        values["data"] = [str(optimize_run["other_data"])]
+    with pytest.raises(CheckpointError, match=rf"'{named}' was .*, now "):
+        run_optimize(OptimizeConfig(**values, resume=True), console=QUIET)
