@@ -108,3 +108,27 @@ def test_default_max_length_respects_the_position_table(tiny_encoder_dir) -> Non
     enc = Encoder.from_pretrained(tiny_encoder_dir, device="cpu")
     assert enc.max_length == 128  # the tiny BERT has 128 positions; its tokenizer allows 512
     assert enc.encode(["word " * 400]).shape == (1, enc.dimension)
+
+
+def test_decoder_forwards_build_no_key_value_cache(tiny_decoder_dir, monkeypatch) -> None:
+    """Encoding, training forwards and no-grad forwards (reference, GradCache pass 1) create no KV cache."""
+    import transformers.cache_utils as cache_utils
+
+    created: list[str] = []
+    original = cache_utils.DynamicCache.__init__
+
+    def counting_init(self, *args, **kwargs):
+        created.append(type(self).__name__)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cache_utils.DynamicCache, "__init__", counting_init)
+    enc = Encoder.from_pretrained(tiny_decoder_dir, device="cpu")
+    assert enc.backbone.config.use_cache  # the config asks for a cache: the encoder must refuse it per call
+    enc.encode(["a query about apples", "a passage"])
+    enc.train()
+    enc(enc.tokenize(["training forward"], max_length=16)).sum().backward()
+    with torch.no_grad():
+        enc(enc.tokenize(["no-grad forward"], max_length=16))
+    assert created == []
+    enc.backbone(**enc.tokenize(["the check has teeth"], max_length=16))  # transformers' default does build one
+    assert created
