@@ -299,27 +299,15 @@ def evaluate_model(
     spec: ExperimentSpec, name: str, seed: int, seed_dir: Path, model: Path, console: Console, timings: _Timings,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate one model on every benchmark, reusing saved results (the encoder loads only when needed)."""
-    from tdro_suite.evaluation.harness import evaluate
-    from tdro_suite.modeling import Encoder
+    from tdro_suite.evaluation.harness import evaluate_model
 
-    encoder = None
-    results: dict[str, dict[str, Any]] = {}
-    for bench in spec.benchmarks:
-        folder = seed_dir / "eval" / name / Path(bench).name
-        saved = folder / "results.json"
-        if saved.is_file():
-            results[bench] = json.loads(saved.read_text(encoding="utf-8"))
-            continue
-        console.print(f"seed {seed}: evaluating '{name}' on {bench}", highlight=False)
-        started = time.perf_counter()
-        encoder = encoder or Encoder.from_pretrained(model)
-        results[bench] = evaluate(
-            encoder, bench, batch_size=spec.eval_batch_size, cache_root=spec.out / RUNS_DIR / "embeddings",
-            out_dir=folder, show_progress=spec.show_progress,
-        )
-        timings.add(f"seed-{seed}/eval-{name}/{Path(bench).name}", time.perf_counter() - started)
-    del encoder
-    return results
+    return evaluate_model(
+        model, spec.benchmarks, seed_dir / "eval" / name,
+        on_start=lambda bench: console.print(f"seed {seed}: evaluating '{name}' on {bench}", highlight=False),
+        on_done=lambda bench, _, seconds: timings.add(f"seed-{seed}/eval-{name}/{Path(bench).name}", seconds),
+        batch_size=spec.eval_batch_size, cache_root=spec.out / RUNS_DIR / "embeddings",
+        show_progress=spec.show_progress,
+    )
 
 
 def records_of(name: str, seed: int, tasks: list[str], results: dict[str, dict[str, Any]]) -> list[Record]:

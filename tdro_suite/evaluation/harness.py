@@ -30,9 +30,11 @@ so a second run (or a run after an interruption) does not re-encode the corpus.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +55,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
 QRELS_K = (1, 3, 5, 10, 100)
 ANSWER_K = (1, 5, 20, 100)
 TABLE_METRICS = {
@@ -237,7 +241,43 @@ def _params(params: dict[str, int] | None) -> str:
 def write_report(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
     """Write results.json and results.md (atomically) into `out_dir`."""
     out_dir = Path(out_dir)
-    json_path, md_path = out_dir / "results.json", out_dir / "results.md"
+    json_path, md_path = out_dir / RESULTS_JSON, out_dir / RESULTS_MD
     atomic_write_json(json_path, results)
     atomic_write_text(md_path, markdown_table(results))
     return json_path, md_path
+
+
+def evaluate_model(
+    model: str | Path,
+    benchmarks: Sequence[str],
+    out_root: str | Path,
+    *,
+    reuse: bool = True,
+    on_start: Callable[[str], None] | None = None,
+    on_done: Callable[[str, dict[str, Any], float], None] | None = None,
+    **evaluate_kwargs: Any,
+) -> dict[str, dict[str, Any]]:
+    """Results of `model` on each benchmark, saved in `out_root/<benchmark name>/`.
+
+    A benchmark whose results are already saved there is read back (with `reuse`); the model loads
+    only when one is left to evaluate. `on_start(bench)` and `on_done(bench, results, seconds)` let a
+    caller print or time each evaluation. The pipeline and the experiments use this.
+    """
+    from tdro_suite.modeling import Encoder
+
+    encoder = None
+    results: dict[str, dict[str, Any]] = {}
+    for bench in benchmarks:
+        folder = Path(out_root) / Path(bench).name
+        saved = folder / RESULTS_JSON
+        if reuse and saved.is_file():
+            results[bench] = json.loads(saved.read_text(encoding="utf-8"))
+            continue
+        if on_start is not None:
+            on_start(bench)
+        started = time.perf_counter()
+        encoder = encoder or Encoder.from_pretrained(model)
+        results[bench] = evaluate(encoder, bench, out_dir=folder, **evaluate_kwargs)
+        if on_done is not None:
+            on_done(bench, results[bench], time.perf_counter() - started)
+    return results

@@ -6,7 +6,6 @@ command calls, with its own config.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,26 +107,18 @@ def _finetune(cfg: PipelineConfig, out: Path, weights: Path, console: Console) -
 def _evaluate(
     out: Path, label: str, model: str, benchmarks: list[str], cfg: PipelineConfig, console: Console
 ) -> dict[str, dict[str, Any]]:
-    from tdro_suite.evaluation.harness import evaluate
-    from tdro_suite.modeling import Encoder
+    from tdro_suite.evaluation.harness import evaluate_model
 
     console.rule(f"[bold]3/4 Evaluate the {'base' if label == 'base' else 'fine-tuned'} model ({model})")
-    encoder = None
-    results: dict[str, dict[str, Any]] = {}
-    for bench in benchmarks:
-        folder = out / "eval" / label / Path(bench).name
-        saved = folder / "results.json"
-        if cfg.resume and saved.is_file():
-            results[bench] = json.loads(saved.read_text(encoding="utf-8"))
-            continue
-        encoder = encoder or Encoder.from_pretrained(model)
-        results[bench] = evaluate(
-            encoder, bench, batch_size=cfg.eval_batch_size, cache_root=out / "embeddings", out_dir=folder
-        )
-        average = results[bench]["average"]
-        metric = results[bench]["main_metric"]
-        console.print(f"{bench}: {metric} = {average.get(metric, float('nan')):.4f}")
-    return results
+
+    def report(bench: str, results: dict[str, Any], seconds: float) -> None:
+        metric = results["main_metric"]
+        console.print(f"{bench}: {metric} = {results['average'].get(metric, float('nan')):.4f}")
+
+    return evaluate_model(
+        model, benchmarks, out / "eval" / label, reuse=cfg.resume, on_done=report,
+        batch_size=cfg.eval_batch_size, cache_root=out / "embeddings",
+    )
 
 
 def _index(cfg: PipelineConfig, out: Path, model_dir: Path, console: Console) -> Path:
