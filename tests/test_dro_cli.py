@@ -41,11 +41,11 @@ def test_optimize_with_train_reference_then_finetune_reads_the_weights(
     config = tmp_path / "optimize.yaml"
     config.write_text(yaml.safe_dump({
         "model": str(tiny_encoder_dir), "train_reference": True, "reference_config": str(reference_cfg),
-        "use_instructions": False, "steps": 2, "batch_size": 8, "hard_negatives": 3, "temperature": 0.05,
-        "step_size": 0.5, "learning_rate": 1e-3, "device": "cpu", "output_dir": str(tmp_path / "unused"),
+        "use_instructions": False, "max_steps": 2, "global_batch_size": 8, "hard_negatives": 3,
+        "temperature": 0.05, "step_size": 0.5, "learning_rate": 1e-3, "output_dir": str(tmp_path / "unused"),
     }))
     run = tmp_path / "run"
-    proc = run_cli("optimize", str(planted), "--config", str(config), "--output-dir", str(run), "--steps", "3")
+    proc = run_cli("optimize", str(planted), "--config", str(config), "--output-dir", str(run), "--max-steps", "3")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "tDRO task weights" in proc.stdout and all(n in proc.stdout for n in ("map-a", "map-b", "noisy", "easy"))
     assert (run / "reference" / "model" / "config.json").is_file()
@@ -58,7 +58,11 @@ def test_optimize_with_train_reference_then_finetune_reads_the_weights(
     top2 = sorted(weights.names, key=lambda n: -weights.weight_of(n))[:2]
     assert sorted(chosen.names) == sorted(top2)
 
-    again = run_cli("optimize", str(planted), "--config", str(config), "--output-dir", str(run), "--steps", "3")
+    refused = run_cli("optimize", str(planted), "--config", str(config), "--output-dir", str(run))
+    assert refused.returncode != 0 and "already holds a run" in refused.stderr
+    again = run_cli(
+        "optimize", str(planted), "--config", str(config), "--output-dir", str(run), "--max-steps", "3", "--resume"
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Reusing the reference model" in again.stdout + again.stderr
     assert read_mixture(run / "weights.json") == weights

@@ -189,6 +189,8 @@ def test_user_errors_are_clear(setup: dict, tmp_path: Path) -> None:
         load_config(OptimizeConfig, None, {"measure": "relative"})
     with pytest.raises(ConfigError, match="not divisible"):
         load_config(OptimizeConfig, None, {"measure": "loss", "global_batch_size": 10, "grad_accumulation": 4})
+    with pytest.raises(ConfigError, match=r"unknown key 'steps' \(renamed to 'max_steps'\)"):
+        load_config(OptimizeConfig, None, {"measure": "loss", "steps": 3})
     with pytest.raises(ConfigError, match="unknown key 'eta'"):
         load_config(OptimizeConfig, None, {"measure": "loss", "eta": 0.1})
     bad = tmp_path / "bad"

@@ -27,15 +27,13 @@ def load_optimize_config(path: Path | None, overrides: dict[str, Any]) -> Optimi
 @config_command(
     OptimizeConfig,
     loader=load_optimize_config,
-    # --steps: the README's example still uses the name `max_steps` had before
-    options={"data": Opt(argument=True), "max_steps": Opt(deprecated=("--steps",))},
+    options={"data": Opt(argument=True)},
 )
 def optimize(cfg: OptimizeConfig) -> None:
     """Learn task weights with tDRO; writes RUN/weights.json (readable by `finetune --mixture`)."""
     from tdro_suite.dro.optimize import run_optimize
 
-    run_dir = run_optimize(cfg, console=Console())
-    Console().print(f"Run folder: {run_dir}", highlight=False)
+    run_optimize(cfg, console=Console())  # prints where its outputs are; joins and leaves torchrun's group
 
 
 def register(app: typer.Typer) -> None:
