@@ -55,21 +55,6 @@ def dist_info() -> DistInfo:
     )
 
 
-def init_distributed(info: DistInfo) -> bool:
-    """Join the torchrun process group when there are several processes (gloo on CPU, nccl on GPU)."""
-    if info.world_size <= 1:
-        return False
-    import torch
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(info.local_rank)
-        dist.init_process_group(backend=backend)
-    return True
-
-
 def barrier() -> None:
     import torch.distributed as dist
 
