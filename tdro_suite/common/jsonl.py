@@ -92,3 +92,14 @@ def json_lines(path: str | Path, *, keep_bad_lines: bool = False) -> Iterator[tu
                 raise
             obj = exc
         yield where, obj
+
+
+def read_json_file(path: str | Path, what: str) -> Any:
+    """Decode one JSON file (a manifest, a mixture); missing or malformed is a `DataError` naming `what`."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found.") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}).") from None

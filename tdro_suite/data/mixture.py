@@ -7,7 +7,6 @@ reference scripts can read it; `read_mixture` accepts either layout.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 from tdro_suite.common.errors import DataError
 from tdro_suite.common.io import atomic_write_json
+from tdro_suite.common.jsonl import read_json_file
 from tdro_suite.data.types import TaskInfo
 
 MIXTURE_FORMAT = "tdro-suite/mixture-v1"
@@ -161,12 +161,7 @@ def _parse_reference(data: dict[str, Any], path: Path) -> Mixture:
 def read_mixture(path: str | Path) -> Mixture:
     """Read our mixture file or the public reference layout (`domain_ids`/`domain_weights`/`size`)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: mixture file not found.") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}).") from None
+    data = read_json_file(path, "mixture file")
     if not isinstance(data, dict):
         raise DataError(f"{path}: a mixture file holds a JSON object, got {type(data).__name__}.")
     if "tasks" in data:

@@ -9,7 +9,6 @@ works without writing a manifest first. `hf:NAME` or `hf:NAME@SPLIT` streams a H
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
@@ -18,6 +17,7 @@ from typing import Any
 
 from tdro_suite.common.errors import DataError
 from tdro_suite.common.io import atomic_write_json
+from tdro_suite.common.jsonl import read_json_file
 from tdro_suite.data.reader import InvalidReport, iter_dataset_examples, iter_examples
 from tdro_suite.data.types import TaskInfo, TrainExample
 
@@ -78,12 +78,7 @@ def _task_from_record(record: Any, manifest: Path, index: int) -> TaskInfo:
 def read_manifest(path: str | Path) -> list[TaskInfo]:
     """Read one tasks.json; paths inside are resolved against the manifest's folder."""
     manifest = Path(path)
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{manifest}: task manifest not found.") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{manifest}:{exc.lineno}: not valid JSON ({exc.msg}).") from None
+    data = read_json_file(manifest, "task manifest")
     if isinstance(data, dict) and "tasks" in data:
         data = data["tasks"]
     if not isinstance(data, list):

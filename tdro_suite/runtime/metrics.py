@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tdro_suite.common.io import atomic_path, atomic_write_text
+from tdro_suite.common.jsonl import InvalidLineError, json_lines
 
 
 class MetricsLogger:
@@ -39,13 +40,7 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    return [obj for _, obj in json_lines(path, keep_bad_lines=True) if not isinstance(obj, InvalidLineError)]
 
 
 def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, title: str = "fine-tuning loss") -> Path:
