@@ -5,6 +5,8 @@ The same function runs on one CPU core and on many GPUs: accelerate decides the 
 mixed precision is bf16 on CUDA and fp32 elsewhere. One optimizer step = one task:
   sampler → global batch of one task → this rank's micro-batches → InfoNCE (hard + in-batch +
   cross-device negatives) → AdamW with warmup + cosine → metrics line → maybe a checkpoint.
+This module holds only the stage's own part (data, mixture, the step function, the export); the loop,
+optimizer, checkpoints, resume policy and process layout are the training core, `tdro_suite.runtime`.
 """
 
 from __future__ import annotations
