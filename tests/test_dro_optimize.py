@@ -143,7 +143,7 @@ def test_accumulation_replays_dropout_masks(setup: dict, tiny_encoder_dir: Path,
     monkeypatch.setattr(step_module, "hard_negative_infonce", record)
     step_module.tdro_step(
         model=EncoderModule(proxy), proxy=proxy, reference=None, micro_batches=micro,
-        group_weights=GroupWeights(4), measure="loss", floor=0.1, lengths=step_module.Lengths(16, 16),
+        group_weights=GroupWeights(4), measure="loss", lengths=step_module.Lengths(16, 16),
         temperature=0.05,
     )
     pass1_m0, pass1_m1, pass2_m0, pass2_m1 = calls
@@ -170,6 +170,55 @@ def test_bf16_autocast_forward_matches_fp32(setup: dict) -> None:
     assert not torch.equal(bf16, fp32)  # autocast really ran in bf16
     with pytest.raises(ConfigError, match="needs a CUDA GPU"):
         run_optimize(_cfg(setup, Path("unused"), precision="bf16"), console=QUIET)
+
+
+def test_reference_runs_in_the_proxys_precision(setup: dict) -> None:
+    """Under bf16 the frozen reference keeps fp32 weights under autocast, as the proxy does (and the public code):
+    at equal weights the two give identical losses, where bf16 reference weights would not."""
+    from tdro_suite.dro import step as step_module
+    from tdro_suite.dro.batches import draw_global_batch, load_task_data
+    from tdro_suite.dro.optimize import resolve_tasks
+    from tdro_suite.modeling.encoder import Encoder
+    from tdro_suite.runtime.build import build_trainable_encoder, load_frozen_encoder
+
+    cfg = _cfg(setup, Path("unused"), temperature=0.002)
+    items = draw_global_batch(load_task_data(resolve_tasks(cfg), use_instructions=False), 0, batch_size=8,
+                              hard_negatives=3, seed=1)
+    lengths = step_module.Lengths(16, 16)
+    reference = load_frozen_encoder(setup["model"], torch.device("cpu"))
+    assert {p.dtype for p in reference.parameters()} == {torch.float32}
+    proxy = build_trainable_encoder(cfg, torch.device("cpu"), bf16=True)
+    proxy.eval()
+    with torch.no_grad():
+        as_proxy = step_module.per_example_losses(proxy, proxy, items, lengths, 0.002, bf16=True)
+    as_reference = step_module.reference_losses(reference, items, lengths, 0.002, bf16=True)
+    assert torch.equal(as_reference, as_proxy)
+    bf16_weights = Encoder.from_pretrained(setup["model"], device="cpu", dtype=torch.bfloat16).eval()
+    assert not torch.equal(step_module.reference_losses(bf16_weights, items, lengths, 0.002, bf16=True), as_proxy)
+
+
+def test_initial_weights_start_the_weights_and_set_the_sampling_rates(
+    setup: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in the public tDRO code, the initial weights file is both the first α and the tasks' sampling rates."""
+    from collections import Counter
+
+    mixture = tmp_path / "init.json"
+    mixture.write_text(json.dumps({"domain_ids": ["map-a", "map-b", "noisy", "easy"], "domain_weights": [4, 2, 1, 1]}))
+    real_draw = optimize_module.draw_global_batch
+    drawn: list[Counter] = []
+
+    def record(*args, **kw):
+        items = real_draw(*args, **kw)
+        drawn.append(Counter(it.task_id for it in items))
+        return items
+
+    monkeypatch.setattr(optimize_module, "draw_global_batch", record)
+    run = run_optimize(
+        _cfg(setup, tmp_path / "run", initial_weights=str(mixture), step_size=0.0, max_steps=2), console=QUIET
+    ).run_dir
+    assert drawn == [Counter({0: 8, 1: 4, 2: 2, 3: 2})] * 2  # 16 examples at rates 1/2, 1/4, 1/8, 1/8
+    assert _weights(run) == pytest.approx([0.5, 0.25, 0.125, 0.125])  # η = 0: α stays where it started
 
 
 def test_existing_run_needs_resume_or_overwrite(setup: dict, tmp_path: Path) -> None:

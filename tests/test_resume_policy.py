@@ -6,6 +6,7 @@ Each stage runs one step and stops (`stop_after_steps`), then every resume below
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -102,6 +103,8 @@ def optimize_run(tiny_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactor
         ({"lora_rank": 8}, "lora_rank"),
         ({"measure": "excess"}, "measure"),
         ({"step_size": 0.25}, "step_size"),
+        ({"relative_small_share": "floor"}, "relative_small_share"),
+        ({"relative_threshold": 1e-3}, "relative_threshold"),
         ({"reference": "other"}, "reference"),
         ({"data": "other"}, "data"),
     ],
@@ -113,4 +116,16 @@ def test_optimize_refuses_a_changed_setting(optimize_run: dict, change: dict, na
     if change.get("data") == "other":
         values["data"] = [str(optimize_run["other_data"])]
     with pytest.raises(CheckpointError, match=rf"'{named}' was .*, now "):
+        run_optimize(OptimizeConfig(**values, resume=True), console=QUIET)
+
+
+def test_optimize_refuses_changed_initial_weights_behind_the_same_path(optimize_run: dict, tmp_path: Path) -> None:
+    """The file's weights are the first α and the sampling rates: new contents under the same name are refused."""
+    start = tmp_path / "start.json"
+    names = ["map-a", "map-b", "noisy", "easy"]
+    start.write_text(json.dumps({"domain_ids": names, "domain_weights": [1, 1, 1, 1]}))
+    values = {**optimize_run["values"], "initial_weights": str(start), "output_dir": str(tmp_path / "run")}
+    run_optimize(OptimizeConfig(**values, stop_after_steps=1), console=QUIET)
+    start.write_text(json.dumps({"domain_ids": names, "domain_weights": [4, 2, 1, 1]}))
+    with pytest.raises(CheckpointError, match=r"'start_weights' was .*, now "):
         run_optimize(OptimizeConfig(**values, resume=True), console=QUIET)

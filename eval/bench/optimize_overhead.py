@@ -79,7 +79,7 @@ def main() -> None:
     def tdro_full_step() -> None:
         tdro_step(
             model=module, proxy=proxy, reference=reference, micro_batches=[items], group_weights=weights,
-            measure="relative", floor=0.1, lengths=lengths, temperature=args.temperature,
+            measure="relative", lengths=lengths, temperature=args.temperature,
         )
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -1,7 +1,12 @@
 """Mixed batches for tDRO: every optimizer step draws examples from all K tasks at rate 1/K.
 
 Mixed batches are right here (unlike fine-tuning's one-task batches) because the loss uses only
-each query's own hard negatives, never other queries' passages. The draw of step t is a pure
+each query's own hard negatives, never other queries' passages. With `initial_weights` the rates
+are those weights instead, as in the public tDRO code, whose stage 1 samples tasks with the
+probabilities of the same file it starts the weights from (`construct_domain_dataset` feeds them to
+`datasets.interleave_datasets`, an independent draw per example). Here the counts are the expected
+ones, B·p_k rounded by largest remainder (`task_counts`): the same rates, less noise, and exactly
+today's ⌊B/K⌋ draw for uniform rates. The draw of step t is a pure
 function of (seed, t), identical on every rank; each rank then takes its contiguous slice and
 splits it into micro-batches. So a resumed run draws exactly what an uninterrupted one would,
 and a 2-process run sees the same examples as a 1-process run on the concatenated batch.
@@ -9,8 +14,10 @@ and a 2-process run sees the same examples as a 1-process run on the concatenate
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 
@@ -65,11 +72,27 @@ def load_task_data(
     return out
 
 
-def task_counts(batch_size: int, num_tasks: int, generator: torch.Generator) -> list[int]:
-    """Examples per task in one batch: ⌊B/K⌋ each, the B mod K leftovers to distinct random tasks."""
-    base, extra = divmod(batch_size, num_tasks)
-    counts = [base] * num_tasks
-    for k in torch.randperm(num_tasks, generator=generator)[:extra].tolist():
+def task_counts(
+    batch_size: int, num_tasks: int, generator: torch.Generator, rates: Sequence[float] | None = None
+) -> list[int]:
+    """Examples per task in one batch: ⌊B·p_k⌋ each, the leftovers one each to the largest remainders.
+
+    p is `rates` normalised (uniform when None). Ties are broken by a random permutation drawn from
+    `generator`, so uniform rates give ⌊B/K⌋ each and the B mod K leftovers to distinct random tasks.
+    Exact fractions keep equal rates equal (no rounding noise decides a tie).
+    """
+    if rates is None:
+        rates = [1.0] * num_tasks
+    if len(rates) != num_tasks or any(not math.isfinite(r) or r < 0 for r in rates) or not sum(rates) > 0:
+        raise ValueError(f"sampling rates must be {num_tasks} finite non-negative numbers with a positive sum")
+    order = torch.randperm(num_tasks, generator=generator).tolist()
+    exact = [Fraction(r) for r in rates]
+    total = sum(exact)
+    quotas = [batch_size * r / total for r in exact]
+    counts = [math.floor(q) for q in quotas]
+    leftovers = batch_size - sum(counts)
+    by_remainder = sorted(order, key=lambda k: quotas[k] - counts[k], reverse=True)  # stable: ties keep `order`
+    for k in by_remainder[:leftovers]:
         counts[k] += 1
     return counts
 
@@ -82,12 +105,21 @@ def _pick(n: int, size: int, generator: torch.Generator) -> list[int]:
 
 
 def draw_global_batch(
-    tasks: Sequence[TaskData], step: int, *, batch_size: int, hard_negatives: int, seed: int
+    tasks: Sequence[TaskData],
+    step: int,
+    *,
+    batch_size: int,
+    hard_negatives: int,
+    seed: int,
+    rates: Sequence[float] | None = None,
 ) -> list[Item]:
-    """The whole (all ranks, all micro-batches) batch of optimizer step `step`, shuffled across tasks."""
+    """The whole (all ranks, all micro-batches) batch of optimizer step `step`, shuffled across tasks.
+
+    `rates`: the tasks' sampling rates (`task_counts`); None is uniform.
+    """
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
     items: list[Item] = []
-    for task_id, count in enumerate(task_counts(batch_size, len(tasks), generator)):
+    for task_id, count in enumerate(task_counts(batch_size, len(tasks), generator, rates)):
         task = tasks[task_id]
         for index in _pick(count, len(task.examples), generator):
             example = task.examples[index]

@@ -27,7 +27,7 @@ from tdro_suite.dro import outputs
 from tdro_suite.dro.batches import draw_global_batch, load_task_data, local_micro_batches
 from tdro_suite.dro.config import OptimizeConfig
 from tdro_suite.dro.group_weights import GroupWeights
-from tdro_suite.dro.measures import needs_reference
+from tdro_suite.dro.measures import SmallShare, needs_reference
 from tdro_suite.dro.step import Lengths, StepStats, tdro_step
 from tdro_suite.runtime.accelerator import is_deepspeed, make_accelerator, process_group
 from tdro_suite.runtime.build import build_trainable_encoder, load_frozen_encoder
@@ -62,7 +62,10 @@ def resolve_tasks(cfg: OptimizeConfig) -> list[TaskInfo]:
 
 
 def initial_weights(cfg: OptimizeConfig, tasks: Sequence[TaskInfo]) -> list[float] | None:
-    """Uniform (None) or the weights of `initial_weights`, which must give every task a positive weight."""
+    """Uniform (None) or the weights of `initial_weights`, which must give every task a positive weight.
+
+    They are the first α and, as in the public tDRO code, the rates at which the proxy's batches sample tasks.
+    """
     if not cfg.initial_weights:
         return None
     mixture = read_mixture(cfg.initial_weights)
@@ -164,7 +167,7 @@ def _run_optimize(cfg: OptimizeConfig, console: Console) -> OptimizeResult:
     set_seed(cfg.seed)
     bf16 = accelerator.mixed_precision == "bf16"
     proxy = build_trainable_encoder(cfg, accelerator.device, bf16)
-    reference = load_frozen_encoder(reference_path, accelerator.device, bf16) if reference_path else None
+    reference = load_frozen_encoder(reference_path, accelerator.device) if reference_path else None
     group_weights = GroupWeights(
         len(tasks),
         step_size=cfg.step_size,
@@ -178,16 +181,19 @@ def _run_optimize(cfg: OptimizeConfig, console: Console) -> OptimizeResult:
         "model": model_identity(cfg.model),
         "data": task_identity(tasks),
         "reference": model_identity(reference_path) if reference_path else None,
+        "start_weights": start_weights,  # the file's weights: the first α and the sampling rates
     }
     session = TrainingSession(
         cfg, accelerator, EncoderModule(proxy),
         run_dir=run_dir, fingerprint=fingerprint, stateful=[group_weights], console=out, label=f"tDRO ({cfg.measure})",
     )
     lengths = Lengths(cfg.query_max_length, cfg.passage_max_length)
+    small_share = SmallShare(cfg.relative_small_share, cfg.relative_threshold, cfg.relative_floor)
 
     def step_fn(step: int) -> StepResult:
         items = draw_global_batch(
-            task_data, step, batch_size=cfg.global_batch_size, hard_negatives=cfg.hard_negatives, seed=cfg.seed
+            task_data, step, batch_size=cfg.global_batch_size, hard_negatives=cfg.hard_negatives, seed=cfg.seed,
+            rates=start_weights,
         )
         micro = local_micro_batches(
             items, rank=accelerator.process_index, world_size=world, accumulation=cfg.grad_accumulation
@@ -200,7 +206,7 @@ def _run_optimize(cfg: OptimizeConfig, console: Console) -> OptimizeResult:
                 micro_batches=micro,
                 group_weights=group_weights,
                 measure=cfg.measure,
-                floor=cfg.relative_floor,
+                small_share=small_share,
                 lengths=lengths,
                 temperature=cfg.temperature,
                 bf16=bf16,

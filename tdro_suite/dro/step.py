@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from tdro_suite.dro.batches import Item
 from tdro_suite.dro.group_weights import GroupWeights
-from tdro_suite.dro.measures import group_mean, group_measure
+from tdro_suite.dro.measures import SmallShare, group_mean, group_measure
 from tdro_suite.modeling.distributed import all_gather_nograd, world_size
 from tdro_suite.modeling.encoder import Encoder
 from tdro_suite.modeling.losses import hard_negative_infonce
@@ -113,7 +113,7 @@ def tdro_step(
     micro_batches: Sequence[Sequence[Item]],
     group_weights: GroupWeights,
     measure: str,
-    floor: float,
+    small_share: SmallShare = SmallShare(),
     lengths: Lengths,
     temperature: float,
     bf16: bool = False,
@@ -146,7 +146,7 @@ def tdro_step(
     all_ids = all_gather_nograd(local_ids)
     all_ref = all_gather_nograd(torch.cat(ref_parts)) if reference is not None else None
     k = group_weights.num_tasks
-    measured = group_measure(measure, all_proxy, all_ref, all_ids, k, floor=floor)
+    measured = group_measure(measure, all_proxy, all_ref, all_ids, k, small_share=small_share)
     alpha = group_weights.update(measured).to(device)
 
     normaliser = alpha[all_ids].sum()
