@@ -79,6 +79,20 @@ CONFIG_OPTION: Any = typer.Option(
     help="YAML file with any of the options below (as snake_case keys); options given here override it.",
 )
 JSON_OPTION: Any = typer.Option(False, "--json", help="Print JSON on stdout instead of a table.")
+DRY_RUN_OPTION: Any = typer.Option(
+    False, "--dry-run",
+    help="Check the config, data, models and launch layout and print the plan (batch, steps, precision, "
+    "mixture); train nothing, load no weights. Exits non-zero when the run would fail.",
+)
+
+
+def show_plan(plan: Any) -> None:
+    """Print a dry run's plan (`tdro_suite.runtime.plan.Plan`); exit 1 when the run would fail."""
+    from rich.console import Console
+
+    plan.render(Console())
+    if not plan.ok:
+        raise typer.Exit(1)
 
 
 @dataclass(frozen=True)

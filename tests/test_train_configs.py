@@ -1,4 +1,5 @@
-"""The shipped finetune / accelerate / DeepSpeed configs load with the libraries that consume them."""
+"""The shipped finetune / accelerate / DeepSpeed configs load with the libraries that consume them
+(the paper configs' values are checked against the reference in test_paper_configs.py)."""
 
 from __future__ import annotations
 
@@ -23,14 +24,6 @@ def test_finetune_configs_validate_and_document_their_command(path: Path) -> Non
     cfg = load_config(FinetuneConfig, path)
     assert cfg.max_steps > 0
     assert "tdro_suite.cli finetune" in path.read_text() or "tdro-suite finetune" in path.read_text()
-
-
-def test_paper_configs_hold_the_reference_hyper_parameters() -> None:
-    for path in (ROOT / "configs" / "paper").glob("finetune-*.yaml"):
-        cfg = load_config(FinetuneConfig, path)
-        assert cfg.per_device_batch_size * 8 * cfg.grad_accumulation == 2048
-        assert (cfg.learning_rate, cfg.max_steps, cfg.hard_negatives) == (1e-4, 1000, 1)
-        assert (cfg.query_max_length, cfg.passage_max_length, cfg.temperature) == (128, 512, 0.002)
 
 
 @pytest.mark.parametrize("path", ACCELERATE, ids=lambda p: p.name)

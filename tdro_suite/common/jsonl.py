@@ -94,6 +94,19 @@ def json_lines(path: str | Path, *, keep_bad_lines: bool = False) -> Iterator[tu
         yield where, obj
 
 
+def count_records(path: str | Path) -> int:
+    """The number of non-blank lines, i.e. of records `json_lines` would yield, counted without decoding JSON
+    (a dry run sizes a training set in a fraction of the time reading it takes)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found.")
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as fh:
+            return sum(1 for line in fh if line.strip())
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot be read ({type(exc).__name__}: {exc}).") from None
+
+
 def read_json_file(path: str | Path, what: str) -> Any:
     """Decode one JSON file (a manifest, a mixture); missing or malformed is a `DataError` naming `what`."""
     path = Path(path)

@@ -17,7 +17,7 @@ from typing import Any
 
 from tdro_suite.common.errors import DataError
 from tdro_suite.common.io import atomic_write_json
-from tdro_suite.common.jsonl import read_json_file
+from tdro_suite.common.jsonl import count_records, read_json_file
 from tdro_suite.data.reader import InvalidReport, iter_dataset_examples, iter_examples
 from tdro_suite.data.types import TaskInfo, TrainExample
 
@@ -159,6 +159,14 @@ def load_tasks(paths: Iterable[str | Path]) -> list[TaskInfo]:
     if not tasks:
         raise DataError("No training tasks given.")
     return tasks
+
+
+def count_task_examples(task: TaskInfo) -> int | None:
+    """How many examples a task's file holds, counted by lines without parsing them (None for a streamed
+    `hf:` task, whose size is known only by reading it)."""
+    if split_hf_path(task.path) is not None:
+        return None
+    return count_records(task.path)
 
 
 def load_task_examples(

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from tdro_suite.cli_options import Opt, config_command
+from tdro_suite.cli_options import DRY_RUN_OPTION, Opt, config_command, show_plan
 from tdro_suite.config import load_config
 from tdro_suite.dro.config import OptimizeConfig
 
@@ -29,8 +29,12 @@ def load_optimize_config(path: Path | None, overrides: dict[str, Any]) -> Optimi
     loader=load_optimize_config,
     options={"data": Opt(argument=True)},
 )
-def optimize(cfg: OptimizeConfig) -> None:
+def optimize(cfg: OptimizeConfig, dry_run: bool = DRY_RUN_OPTION) -> None:
     """Learn task weights with tDRO; writes RUN/weights.json (readable by `finetune --mixture`)."""
+    if dry_run:
+        from tdro_suite.dro.optimize import plan_optimize
+
+        return show_plan(plan_optimize(cfg))
     from tdro_suite.dro.optimize import run_optimize
 
     run_optimize(cfg, console=Console())  # prints where its outputs are; joins and leaves torchrun's group

@@ -5,7 +5,8 @@ process per device, gloo on CPU, NCCL on GPU) on the shared training core (`tdro
 the proxy is prepared by accelerate (DDP-wrapped with several processes), the reference never is
 (frozen, eval mode, no gradients, on the same device). Every rank draws the same global batch,
 works on its slice, and gathers per-example losses and task ids, so the group weights are the
-same on every rank and equal those of a 1-process run on the concatenated batch.
+same on every rank and equal those of a 1-process run on the concatenated batch. `plan_optimize` is
+the dry run: the same checks and numbers, with no weights loaded.
 """
 
 from __future__ import annotations
@@ -34,6 +35,16 @@ from tdro_suite.runtime.build import build_trainable_encoder, load_frozen_encode
 from tdro_suite.runtime.config import result_settings
 from tdro_suite.runtime.metrics import read_metrics
 from tdro_suite.runtime.module import EncoderModule
+from tdro_suite.runtime.plan import (
+    Layout,
+    Plan,
+    begin_plan,
+    finish_plan,
+    launch_layout,
+    plan_layout,
+    plan_model,
+    plan_tasks,
+)
 from tdro_suite.runtime.run_dir import RunDir, model_identity, task_identity
 from tdro_suite.runtime.session import StepResult, TrainingSession
 
@@ -136,6 +147,105 @@ def write_outputs(
     return mixtures
 
 
+def layout_problem(cfg: OptimizeConfig, *, processes: int, deepspeed: bool) -> str | None:
+    """Why this process layout cannot run `cfg` (None: it can); the run and its dry run share the rule."""
+    if deepspeed:
+        return "optimize runs the proxy under DDP; DeepSpeed is not supported for tDRO (use torchrun)."
+    if cfg.global_batch_size % (processes * cfg.grad_accumulation):
+        return (
+            f"global_batch_size {cfg.global_batch_size} must be divisible by processes × grad_accumulation "
+            f"= {processes} × {cfg.grad_accumulation}."
+        )
+    return None
+
+
+def run_fingerprint(
+    cfg: OptimizeConfig, tasks: Sequence[TaskInfo], reference_path: str | None, start_weights: list[float] | None
+) -> dict[str, Any]:
+    """What a resumed run must share with the interrupted one (runtime.run_dir's resume policy)."""
+    return {
+        **result_settings(cfg),
+        "model": model_identity(cfg.model),
+        "data": task_identity(tasks),
+        "reference": model_identity(reference_path) if reference_path else None,
+        "start_weights": start_weights,  # the file's weights: the first α and the sampling rates
+    }
+
+
+REFERENCE_HINT = (
+    "The reference is the base model fine-tuned on the uniform mixture (stage 0: `tdro-suite finetune` "
+    "without --mixture, e.g. configs/paper/finetune-qwen1.5-0.5b-uniform.yaml, which exports RUN/model); "
+    "or set train_reference: true to train it first."
+)
+
+
+def _plan_reference(plan: Plan, cfg: OptimizeConfig) -> str | None:
+    """The reference's row; returns its path when it exists already (given, or trained here before)."""
+    from tdro_suite.dro.reference import REFERENCE_DIR, reference_finetune_config
+    from tdro_suite.train.finetune import exported_model
+
+    if not needs_reference(cfg.measure):
+        plan.add("reference", f"none (the '{cfg.measure}' measure uses the proxy loss alone)")
+        return None
+    if cfg.reference:
+        plan_model(plan, "reference", cfg.reference, hint=REFERENCE_HINT)
+        return cfg.reference
+    folder = Path(cfg.output_dir) / REFERENCE_DIR
+    exported = exported_model(folder)
+    if exported is not None:
+        plan.add("reference", f"{exported}: trained here before (train_reference), reused")
+        return str(exported)
+    try:
+        ft = reference_finetune_config(cfg, Path(cfg.output_dir))
+    except ConfigError as exc:
+        plan.fail(f"reference_config: {exc}")
+        return None
+    plan.add(
+        "reference",
+        f"trained first (train_reference): {cfg.model} fine-tuned on the uniform mixture for {ft.max_steps} steps "
+        f"({ft.per_device_batch_size}/device, settings from {cfg.reference_config or 'finetune defaults'}) "
+        f"into {folder / 'model'}",
+    )
+    return None
+
+
+def plan_optimize(cfg: OptimizeConfig, layout: Layout | None = None) -> Plan:
+    """What `run_optimize(cfg)` would do, checked without loading weights or joining processes (--dry-run)."""
+    from tdro_suite.bundled import train_dir
+
+    layout = layout or launch_layout()
+    plan = begin_plan("optimize", cfg, layout, model_label="proxy model")
+    reference_path = _plan_reference(plan, cfg)
+    sized = plan_tasks(plan, cfg.data or [train_dir()], cfg.max_examples_per_task)
+    tasks = [s.info for s in sized] if sized is not None else []
+    start_weights = None
+    if tasks:
+        try:
+            start_weights = initial_weights(cfg, tasks)
+        except DataError as exc:
+            plan.fail(f"initial_weights: {exc}")
+    plan_layout(plan, layout)
+    problem = layout_problem(cfg, processes=layout.processes, deepspeed=layout.deepspeed)
+    if problem:
+        plan.fail(problem)
+    micro = cfg.global_batch_size / (layout.processes * cfg.grad_accumulation)
+    rates = "at the initial weights" if cfg.initial_weights else "uniformly"
+    plan.add(
+        "global batch",
+        f"{cfg.global_batch_size} queries per step mixing {len(tasks) or 'all'} tasks {rates}; {micro:g} per "
+        f"micro-batch = {cfg.global_batch_size} / ({layout.count()} × {cfg.grad_accumulation} "
+        f"accumulation); 1 positive + {cfg.hard_negatives} hard negatives each",
+    )
+    clip = f"measure clipped to L2 norm {cfg.max_norm:g}" if cfg.max_norm is not None else "measure not clipped"
+    plan.add(
+        "tDRO",
+        f"measure '{cfg.measure}', η = {cfg.step_size:g}, {clip}, smoothing {cfg.smoothing:g}, EMA decay "
+        f"{cfg.ema_decay:g}; τ = {cfg.temperature:g}; RUN/{WEIGHTS_FILE} = the {cfg.weights_output} weights",
+    )
+    fingerprint = run_fingerprint(cfg, tasks, reference_path, start_weights) if tasks else None
+    return finish_plan(plan, cfg, layout, outputs=(WEIGHTS_FILE,), fingerprint=fingerprint)
+
+
 def run_optimize(cfg: OptimizeConfig, *, console: Console | None = None) -> OptimizeResult:
     """Run tDRO end to end (RUN/weights.json is the main result); joins and leaves torchrun's group itself."""
     with process_group():
@@ -146,8 +256,10 @@ def _run_optimize(cfg: OptimizeConfig, console: Console) -> OptimizeResult:
     from accelerate.utils import set_seed
 
     accelerator = make_accelerator(cfg.precision)  # tDRO's step accumulates by itself (two passes)
-    if is_deepspeed(accelerator):
-        raise ConfigError("optimize runs the proxy under DDP; DeepSpeed is not supported for tDRO (use torchrun).")
+    world = accelerator.num_processes
+    problem = layout_problem(cfg, processes=world, deepspeed=is_deepspeed(accelerator))
+    if problem:
+        raise ConfigError(problem)
     is_main = accelerator.is_main_process
     out = console if is_main else Console(quiet=True)
     tasks = resolve_tasks(cfg)
@@ -155,12 +267,6 @@ def _run_optimize(cfg: OptimizeConfig, console: Console) -> OptimizeResult:
     start_weights = initial_weights(cfg, tasks)
     run_dir = RunDir(cfg.output_dir, accelerator)
     run_dir.prepare(resume=cfg.resume, overwrite=cfg.overwrite, outputs=(WEIGHTS_FILE,))
-    world = accelerator.num_processes
-    if cfg.global_batch_size % (world * cfg.grad_accumulation):
-        raise ConfigError(
-            f"global_batch_size {cfg.global_batch_size} must be divisible by processes × grad_accumulation "
-            f"= {world} × {cfg.grad_accumulation}."
-        )
     task_data = load_task_data(tasks, use_instructions=cfg.use_instructions, limit=cfg.max_examples_per_task)
     tasks = [t.info for t in task_data]
     reference_path = reference_model_path(cfg, run_dir.path, tasks, out)
@@ -176,13 +282,7 @@ def _run_optimize(cfg: OptimizeConfig, console: Console) -> OptimizeResult:
         ema_decay=cfg.ema_decay,
         initial=start_weights,
     )
-    fingerprint: dict[str, Any] = {
-        **result_settings(cfg),
-        "model": model_identity(cfg.model),
-        "data": task_identity(tasks),
-        "reference": model_identity(reference_path) if reference_path else None,
-        "start_weights": start_weights,  # the file's weights: the first α and the sampling rates
-    }
+    fingerprint = run_fingerprint(cfg, tasks, reference_path, start_weights)
     session = TrainingSession(
         cfg, accelerator, EncoderModule(proxy),
         run_dir=run_dir, fingerprint=fingerprint, stateful=[group_weights], console=out, label=f"tDRO ({cfg.measure})",

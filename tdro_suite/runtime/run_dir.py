@@ -62,17 +62,27 @@ class RunDir:
         return found[-1] if found else None
 
     # --- starting
+    def holds_run(self, outputs: Iterable[str] = ()) -> bool:
+        """Whether the folder holds a run: checkpoints, or one of the stage's `outputs` (e.g. weights.json)."""
+        return bool(self.checkpoints()) or any((self.path / name).exists() for name in outputs)
+
+    def refusal(self, *, resume: bool, overwrite: bool, outputs: Iterable[str] = ()) -> str | None:
+        """Why `prepare` would refuse to start here (None: it would not); a dry run reports the same."""
+        if resume or overwrite or not self.holds_run(outputs):
+            return None
+        return (
+            f"{self.path} already holds a run: pass --resume (resume: true) to continue it, --overwrite "
+            "(overwrite: true) to start over, or choose another --output-dir."
+        )
+
     def prepare(self, *, resume: bool, overwrite: bool, outputs: Iterable[str] = ()) -> None:
         """Refuse to mix runs: a folder holding a run (checkpoints, or one of `outputs`) is resumed,
         started over (`overwrite` deletes its checkpoints), or an error."""
-        holds_run = bool(self.checkpoints()) or any((self.path / name).exists() for name in outputs)
-        if not holds_run or resume:
+        refusal = self.refusal(resume=resume, overwrite=overwrite, outputs=outputs)
+        if refusal:
+            raise ConfigError(refusal)
+        if resume or not self.holds_run(outputs):
             return
-        if not overwrite:
-            raise ConfigError(
-                f"{self.path} already holds a run: pass --resume (resume: true) to continue it, --overwrite "
-                "(overwrite: true) to start over, or choose another --output-dir."
-            )
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             shutil.rmtree(self.path / CHECKPOINTS, ignore_errors=True)

@@ -5,8 +5,9 @@ The same function runs on one CPU core and on many GPUs: accelerate decides the 
 mixed precision is bf16 on CUDA and fp32 elsewhere. One optimizer step = one task:
   sampler → global batch of one task → this rank's micro-batches → InfoNCE (hard + in-batch +
   cross-device negatives) → AdamW with warmup + cosine → metrics line → maybe a checkpoint.
-This module holds only the stage's own part (data, mixture, the step function, the export); the loop,
-optimizer, checkpoints, resume policy and process layout are the training core, `tdro_suite.runtime`.
+This module holds only the stage's own part (data, mixture, the step function, the export, and the
+dry run's plan of them); the loop, optimizer, checkpoints, resume policy, process layout and the
+plan's shared parts are the training core, `tdro_suite.runtime`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from tdro_suite.runtime.build import build_trainable_encoder
 from tdro_suite.runtime.config import result_settings
 from tdro_suite.runtime.metrics import plot_loss_curve
 from tdro_suite.runtime.module import EncoderModule
+from tdro_suite.runtime.plan import Layout, Plan, begin_plan, finish_plan, launch_layout, plan_layout, plan_tasks
 from tdro_suite.runtime.run_dir import RunDir, model_identity, task_identity
 from tdro_suite.runtime.session import StepResult, TrainingSession
 from tdro_suite.train.batching import global_text_groups, tokenize_groups
@@ -107,16 +109,89 @@ def mixture_table(mixture: Mixture) -> Table:
     return table
 
 
-def run_fingerprint(config: FinetuneConfig, data: TrainingData, global_batch: int) -> dict[str, Any]:
+def run_fingerprint(
+    config: FinetuneConfig, tasks: list[TaskInfo], mixture: Mixture, global_batch: int
+) -> dict[str, Any]:
     """What a resumed run must share with the interrupted one (runtime.run_dir's resume policy)."""
-    mix = data.mixture
     return {
         **result_settings(config),
         "model": model_identity(config.model),
-        "data": task_identity(data.tasks),
-        "mixture": [[n, round(w, 12), s] for n, w, s in zip(mix.names, mix.weights, mix.sizes, strict=True)],
+        "data": task_identity(tasks),
+        "mixture": [
+            [n, round(w, 12), s] for n, w, s in zip(mixture.names, mixture.weights, mixture.sizes, strict=True)
+        ],
         "global_batch_size": global_batch,
     }
+
+
+def global_batch_size(config: FinetuneConfig, processes: int) -> int:
+    """Queries per optimizer step: per device × processes × accumulation, all from one task."""
+    return config.per_device_batch_size * processes * config.grad_accumulation
+
+
+def layout_problem(config: FinetuneConfig, *, deepspeed: bool) -> str | None:
+    """Why this process layout cannot run `config` (None: it can); the run and its dry run share the rule."""
+    if config.gradcache and deepspeed:
+        return (
+            "gradcache is not supported under DeepSpeed; use ZeRO's own memory savings (--no-gradcache, "
+            "with a smaller --per-device-batch-size and more --grad-accumulation if memory is short) or DDP."
+        )
+    return None
+
+
+def describe_mixture(config: FinetuneConfig, num_tasks: int, mixture: Mixture) -> str:
+    """Uniform, a weights file (sampling ratios, "reweight"), or the top-P% selection of one."""
+    what = f"weights file {config.mixture} (sampling ratios)" if config.mixture else f"uniform over {num_tasks} tasks"
+    if config.top_percent is not None:
+        source = config.mixture or "a uniform mixture"
+        what = f"top {config.top_percent:g}% of the tasks by weight in {source}: {len(mixture.names)} of {num_tasks}"
+        what += " tasks, sampled uniformly"
+    return what + "; each optimizer step draws ONE task by these weights"
+
+
+def plan_finetune(config: FinetuneConfig, layout: Layout | None = None) -> Plan:
+    """What `run_finetune(config)` would do, checked without loading weights or joining processes (--dry-run)."""
+    from tdro_suite.bundled import train_dir
+
+    layout = layout or launch_layout()
+    plan = begin_plan("finetune", config, layout)
+    if config.gradcache:
+        plan.add("gradcache", f"embeds in chunks of {config.gradcache_chunk_size} texts")
+    sized = plan_tasks(plan, config.data or [train_dir()], config.max_examples_per_task)
+    tasks = [s.info for s in sized] if sized is not None else []
+    mixture = None
+    if tasks:
+        try:
+            chosen = effective_mixture(tasks, config.mixture, config.top_percent)
+        except DataError as exc:
+            plan.fail(f"mixture: {exc}")
+        else:
+            counts = {s.info.name: s.examples or 0 for s in sized or []}
+            mixture = Mixture(chosen.names, chosen.weights, tuple(counts[n] for n in chosen.names))
+            plan.add("mixture", describe_mixture(config, len(tasks), mixture))
+            plan.tables.append(mixture_table(mixture))
+    plan_layout(plan, layout)
+    problem = layout_problem(config, deepspeed=layout.deepspeed)
+    if problem:
+        plan.fail(problem)
+    global_batch = global_batch_size(config, layout.processes)
+    plan.add(
+        "global batch",
+        f"{global_batch} queries = {config.per_device_batch_size}/device × {layout.count()} × "
+        f"{config.grad_accumulation} accumulation, each with 1 positive and {config.hard_negatives} hard "
+        "negative(s)",
+    )
+    plan.add(
+        "loss",
+        f"InfoNCE, τ = {config.temperature:g}, hard negatives"
+        + (" + in-batch" if config.in_batch_negatives else "")
+        + (" + cross-device" if config.in_batch_negatives and config.cross_device_negatives else ""),
+    )
+    fingerprint = None
+    if mixture is not None:
+        by_name = {t.name: t for t in tasks}
+        fingerprint = run_fingerprint(config, [by_name[n] for n in mixture.names], mixture, global_batch)
+    return finish_plan(plan, config, layout, fingerprint=fingerprint)
 
 
 def _export(accelerator: Any, model: torch.nn.Module, target: Path, merge: bool) -> None:
@@ -145,14 +220,15 @@ def _run_finetune(config: FinetuneConfig, console: Console) -> FinetuneResult:
 
     accelerator = make_accelerator(config.precision, grad_accumulation=config.grad_accumulation)
     main = accelerator.is_main_process
-    if config.gradcache and is_deepspeed(accelerator):
-        raise ConfigError("gradcache is not supported under DeepSpeed; use ZeRO's own memory savings or DDP.")
+    problem = layout_problem(config, deepspeed=is_deepspeed(accelerator))
+    if problem:
+        raise ConfigError(problem)
     run_dir = RunDir(config.output_dir, accelerator)
     run_dir.prepare(resume=config.resume, overwrite=config.overwrite)
 
     data = load_training_data(config)
     world, accum = accelerator.num_processes, config.grad_accumulation
-    global_batch = config.per_device_batch_size * world * accum
+    global_batch = global_batch_size(config, world)
     if main:
         console.print(mixture_table(data.mixture))
         console.print(
@@ -167,6 +243,7 @@ def _run_finetune(config: FinetuneConfig, console: Console) -> FinetuneResult:
         config.temperature,
         in_batch_negatives=config.in_batch_negatives,
         cross_device=config.cross_device_negatives,
+        equal_slices=True,  # every rank's slice of a global batch has per_device_batch_size queries
     )
     if is_deepspeed(accelerator):
         ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
@@ -174,8 +251,8 @@ def _run_finetune(config: FinetuneConfig, console: Console) -> FinetuneResult:
     sampler = HomogeneousBatchSampler(list(data.mixture.sizes), list(data.mixture.weights), global_batch, config.seed)
     session = TrainingSession(
         config, accelerator, EncoderModule(encoder),
-        run_dir=run_dir, fingerprint=run_fingerprint(config, data, global_batch), stateful=[sampler],
-        console=console, label="finetune",
+        run_dir=run_dir, fingerprint=run_fingerprint(config, data.tasks, data.mixture, global_batch),
+        stateful=[sampler], console=console, label="finetune",
     )
     if main:
         atomic_write_json(run_dir.path / "finetune_config.json", config.model_dump())
@@ -192,9 +269,10 @@ def _run_finetune(config: FinetuneConfig, console: Console) -> FinetuneResult:
         step_loss = torch.zeros((), device=accelerator.device)
         for micro in range(accum):
             local = groups[batch.local_slice(accelerator.process_index, world, micro, accum)]
-            inputs = tokenize_groups(encoder, local, config.query_max_length, config.passage_max_length).to(
-                accelerator.device
-            )
+            every_rank = groups[batch.micro_slice(micro, accum)] if gathered else None  # keys of what the loss gathers
+            inputs = tokenize_groups(
+                encoder, local, config.query_max_length, config.passage_max_length, key_groups=every_rank
+            ).to(accelerator.device)
             with accelerator.accumulate(model):
                 if config.gradcache:
                     loss = gradcache_backward(
