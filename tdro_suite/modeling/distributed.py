@@ -30,6 +30,15 @@ def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 
 
+def all_reduce_max(t: Tensor) -> Tensor:
+    """The element-wise maximum of `t` over all ranks (a new tensor; `t` itself when not distributed)."""
+    if not is_distributed():
+        return t
+    out = t.clone()
+    dist.all_reduce(out, op=dist.ReduceOp.MAX)
+    return out
+
+
 def _gather_padded(t: Tensor) -> list[Tensor]:
     """All ranks' `t` (same shape except dim 0), as a list indexed by rank, without gradient."""
     t = t.contiguous()

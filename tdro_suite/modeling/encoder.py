@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from tdro_suite.common.device import default_dtype, resolve_device
 from tdro_suite.common.errors import ModelNotFoundError
+from tdro_suite.modeling.distributed import all_reduce_max, is_distributed
 from tdro_suite.modeling.length_buckets import plan_buckets, restore_order, trim_to_rows
 from tdro_suite.modeling.lora import attach_lora, is_peft
 from tdro_suite.modeling.pooling import (
@@ -159,19 +160,27 @@ class Encoder(torch.nn.Module):
         )
 
     # ------------------------------------------------------------------ forward / encode
-    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, features: dict[str, torch.Tensor], *, lockstep: bool = False) -> torch.Tensor:
         """Embed tokenised texts: [B, T] features → [B, D] (normalised when `self.normalize`).
 
         A batch of mixed lengths runs as a few length buckets, each padded only to its own longest
         row (see `length_buckets`): same embeddings, fewer pad tokens through the backbone.
+        `lockstep`: every rank of the process group calls this at the same time (training), so the
+        ranks agree on the bucket count and make the same number of backbone calls, which DeepSpeed
+        ZeRO-3 needs (each call gathers the sharded parameters). A bucket left empty on this rank
+        runs one row whose output is dropped. Only for callers in lockstep: index encoding, for
+        one, runs a different number of batches on each rank.
         """
         inputs = {k: v for k, v in features.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         min_rows = MIN_BUCKET_ROWS_GPU if inputs["input_ids"].is_cuda else MIN_BUCKET_ROWS_CPU
-        buckets = plan_buckets(inputs["attention_mask"], min_rows)
+        agree = all_reduce_max if lockstep and is_distributed() else None
+        buckets = plan_buckets(inputs["attention_mask"], min_rows, agree=agree)
         if buckets is None:
             emb = self._embed(inputs)
         else:
-            emb = restore_order([self._embed(trim_to_rows(inputs, rows)) for rows in buckets], buckets)
+            parts = [self._embed(trim_to_rows(inputs, rows if len(rows) else buckets[0][:1]))[: len(rows)]
+                     for rows in buckets]
+            emb = restore_order(parts, buckets)
         return F.normalize(emb, p=2, dim=-1) if self.normalize else emb
 
     def _embed(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -245,6 +254,22 @@ class Encoder(torch.nn.Module):
         """Fold the adapters into the base weights in place; the encoder is a plain model afterwards."""
         if is_peft(self.backbone):
             self.backbone = self.backbone.merge_and_unload()
+
+    def freeze_unread_modules(self) -> list[str]:
+        """Stop training the parameters no embedding reads (returns their names): the base model's `pooler`.
+
+        BERT-style models (BERT, RoBERTa, XLM-R, MPNet, ...) compute a pooled output that our pooling
+        never reads, so its parameters (and LoRA adapters put on it) never get a gradient. Frozen, they
+        leave the optimizer (which skipped them anyway: same updates) and DDP needs no
+        `find_unused_parameters`, whose graph search runs on every step.
+        """
+        pooler = getattr(self.base_model, "pooler", None)
+        if not isinstance(pooler, torch.nn.Module):
+            return []
+        ids = {id(p) for p in pooler.parameters()}
+        frozen = [name for name, p in self.named_parameters() if id(p) in ids and p.requires_grad]
+        pooler.requires_grad_(False)
+        return frozen
 
     def enable_gradient_checkpointing(self) -> None:
         self.base_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -9,9 +9,18 @@ longest row, removes most of that waste. Rows do not interact in the backbone, s
 The bucket count is the smallest of 1, 2, 4 or 8 whose padded token count is within `SAVING_SLACK`
 of the best one, with buckets of at least `min_rows` rows, so nearly uniform batches (or the
 length-sorted batches `Encoder.encode` builds) stay one pass.
+
+Ranks that train in lockstep must make the same number of backbone calls: under DeepSpeed ZeRO-3
+every call gathers the sharded parameters, and a rank that calls once more than another waits for
+ever. `plan_buckets(..., agree=...)` lets them agree on a count (the largest, `all_reduce_max`); a
+rank with fewer rows than the agreed count gets empty buckets, which `Encoder.forward` fills with
+a row whose output it drops. The count is computed on the device, so agreeing costs no host sync
+beyond the one `int()` of the chosen count that planning always needed.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -19,23 +28,45 @@ BUCKET_COUNTS = (1, 2, 4, 8)
 SAVING_SLACK = 0.05  # a split must save more than 5% of the single pass's padded tokens to be worth it
 
 
-def padded_tokens(sorted_lengths: torch.Tensor, buckets: int) -> int:
-    """Token slots (real + pad) of `buckets` contiguous near-equal buckets of ascending lengths."""
-    return sum(int(part.numel() * part.max()) for part in torch.tensor_split(sorted_lengths, buckets))
+def padded_tokens(sorted_lengths: torch.Tensor, buckets: int) -> torch.Tensor:
+    """Token slots (real + pad) of `buckets` contiguous near-equal buckets of ascending lengths (0-d int64).
+
+    Each bucket's longest row is its last one, so the sum is one gather on the lengths' device.
+    """
+    n = len(sorted_lengths)
+    sizes = [n // buckets + (1 if i < n % buckets else 0) for i in range(buckets)]
+    sizes = [size for size in sizes if size]
+    ends = torch.tensor(sizes, dtype=torch.long).cumsum(0) - 1
+    longest = sorted_lengths[ends.to(sorted_lengths.device)].long()
+    return (longest * torch.tensor(sizes, dtype=torch.long, device=sorted_lengths.device)).sum()
 
 
-def plan_buckets(attention_mask: torch.Tensor, min_rows: int) -> list[torch.Tensor] | None:
+def bucket_count(sorted_lengths: torch.Tensor, min_rows: int) -> torch.Tensor:
+    """The chosen bucket count as a 0-d int64 tensor on the lengths' device (no host sync).
+
+    Integer costs compared in float64, which is what the comparison of Python ints and floats was.
+    """
+    counts = [k for k in BUCKET_COUNTS if len(sorted_lengths) // k >= min_rows] or [1]  # 1 is always a candidate
+    costs = torch.stack([padded_tokens(sorted_lengths, k) for k in counts]).double()
+    good_enough = costs <= costs.min() + SAVING_SLACK * costs[0]
+    candidates = torch.tensor(counts, device=sorted_lengths.device)
+    return torch.where(good_enough, candidates, max(counts)).min()
+
+
+def plan_buckets(
+    attention_mask: torch.Tensor, min_rows: int, *, agree: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> list[torch.Tensor] | None:
     """Row indices of each bucket (shortest rows first), or None when one padded pass is best.
 
-    The lengths come to the CPU once, so planning costs one device sync, not one per candidate split.
+    `agree` maps this rank's count (a 0-d tensor) to the one every rank uses (e.g. `all_reduce_max`);
+    the plan then has that many buckets, some possibly empty. Reading the count is the one device sync.
     """
-    lengths = attention_mask.sum(dim=1).cpu()
+    lengths = attention_mask.sum(dim=1)
     order = torch.argsort(lengths, stable=True)
-    sorted_lengths = lengths[order]
-    counts = [k for k in BUCKET_COUNTS if len(order) // k >= min_rows] or [1]  # 1 is always a candidate
-    costs = {k: padded_tokens(sorted_lengths, k) for k in counts}
-    best = min(costs.values())
-    chosen = min(k for k, cost in costs.items() if cost <= best + SAVING_SLACK * costs[1])
+    count = bucket_count(lengths[order], min_rows)
+    if agree is not None:
+        count = agree(count)
+    chosen = int(count)
     return None if chosen == 1 else list(torch.tensor_split(order, chosen))
 
 

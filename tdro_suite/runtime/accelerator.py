@@ -17,19 +17,20 @@ import torch
 from tdro_suite.runtime.precision import use_bf16
 
 
-def make_accelerator(precision: str, *, grad_accumulation: int = 1) -> Any:
+def make_accelerator(precision: str, *, grad_accumulation: int = 1, find_unused_parameters: bool = False) -> Any:
     """An `Accelerator` with bf16 autocast where `precision` asks for it and accelerate's gradient accumulation.
 
     `grad_accumulation` > 1 lets `accelerator.accumulate` skip syncs and scale the loss; a stage that
-    accumulates by itself (tDRO's two-pass step) passes 1.
+    accumulates by itself (tDRO's two-pass step) passes 1. `find_unused_parameters`: DDP searches the
+    graph for trainable parameters without a gradient on every step; the stages need none because
+    `build_trainable_encoder` freezes what the embedding never reads (BERT's pooler).
     """
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
     cuda = torch.cuda.is_available()
     bf16 = use_bf16(precision, "cuda" if cuda else "cpu")
-    # Parameters outside the embedding path (e.g. BERT's pooler) get no gradient: let DDP skip them.
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)
     return Accelerator(
         cpu=not cuda,  # without it, accelerate treats torchrun CPU processes as independent single runs
         mixed_precision="bf16" if bf16 else "no",

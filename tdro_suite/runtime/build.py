@@ -20,6 +20,7 @@ def build_trainable_encoder(cfg: ModelConfig, device: torch.device, bf16: bool) 
     )
     if cfg.lora:
         encoder.add_lora(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+    encoder.freeze_unread_modules()  # every trainable parameter then gets a gradient: DDP needs no unused search
     if cfg.gradient_checkpointing:
         encoder.enable_gradient_checkpointing()
     encoder.train()

@@ -21,10 +21,14 @@ class EncoderModule(nn.Module):
     def forward(
         self, queries: dict[str, Tensor] | None = None, passages: dict[str, Tensor] | None = None
     ) -> tuple[Tensor | None, Tensor | None]:
-        """Embeddings of the given inputs, `(queries [Q, D] | None, passages [P, D] | None)`."""
+        """Embeddings of the given inputs, `(queries [Q, D] | None, passages [P, D] | None)`.
+
+        Every rank calls this module together (it is what DDP/DeepSpeed wrap), so the Encoder runs in
+        `lockstep`: the same number of backbone calls on every rank, as ZeRO-3 needs.
+        """
         if queries is None and passages is None:
             raise ValueError("give queries, passages or both")
         return (
-            self.encoder(queries) if queries is not None else None,
-            self.encoder(passages) if passages is not None else None,
+            self.encoder(queries, lockstep=True) if queries is not None else None,
+            self.encoder(passages, lockstep=True) if passages is not None else None,
         )
