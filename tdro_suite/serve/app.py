@@ -4,6 +4,11 @@ Routes: OpenAI-compatible `POST /v1/embeddings`, `GET /v1/models`; `POST /v1/sea
 `POST /v1/documents`, `DELETE /v1/documents/{doc_id}` over a served index; `GET /health` (the process
 answers), `GET /ready` (model and index loaded), `GET /metrics` (Prometheus). `/v1/*` needs the API
 key when one is configured; health, readiness and metrics stay open for orchestrators and scrapers.
+
+A model or index that cannot load is fatal when the app runs under `tdro-suite serve`: the worker built
+by `create_app_from_env` hands the reason to `report_fatal_startup`, which stops the server so that
+the command exits non-zero; `/ready` answers 503 only while loading. An app built with `create_app`
+alone (tests, embedding programs) keeps running and reports `"status": "failed"` with 503.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI, Path
@@ -40,6 +45,7 @@ from tdro_suite.serve.schemas import (
     SearchRequest,
     SearchResponse,
 )
+from tdro_suite.serve.server import report_fatal_startup
 from tdro_suite.serve.service import Service, encode_base64
 from tdro_suite.serve.settings import ServeSettings, settings_from_environment
 
@@ -48,8 +54,14 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorResponse} for code in codes}
 
 
-def create_app(settings: ServeSettings | None = None, *, encoder: Encoder | None = None) -> FastAPI:
-    """Build the app. `encoder` lets tests (or an embedding program) reuse an already loaded model."""
+def create_app(
+    settings: ServeSettings | None = None,
+    *,
+    encoder: Encoder | None = None,
+    on_fatal: Callable[[str], None] | None = None,
+) -> FastAPI:
+    """Build the app. `encoder` lets tests (or an embedding program) reuse an already loaded model;
+    `on_fatal(reason)` is called (on the event loop) when the model or index fails to load."""
     settings = settings or ServeSettings()
     metrics = ServeMetrics()
     service = Service(settings, metrics, encoder)
@@ -59,6 +71,12 @@ def create_app(settings: ServeSettings | None = None, *, encoder: Encoder | None
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         service.start_batcher()
         loading = asyncio.get_running_loop().run_in_executor(None, service.load)
+
+        def loaded(_: object) -> None:
+            if service.state == "failed" and on_fatal is not None:
+                on_fatal(service.failure or "the model or index could not be loaded")
+
+        loading.add_done_callback(loaded)
         try:
             yield
         finally:
@@ -91,7 +109,8 @@ def create_app(settings: ServeSettings | None = None, *, encoder: Encoder | None
         return {"status": "ok"}
 
     @app.get("/ready", tags=["ops"], summary="Readiness: model and index are loaded.",
-             responses={503: {"description": "Still loading, or loading failed (see the server log)."}})
+             responses={503: {"description": "Still loading (or, for an app built without on_fatal, loading "
+                                                 "failed: see the server log)."}})
     async def ready() -> JSONResponse:
         body: dict[str, Any] = {"status": service.state, "model": settings.model_name, "worker": os.getpid()}
         if service.state == "ready":
@@ -173,7 +192,14 @@ def create_app(settings: ServeSettings | None = None, *, encoder: Encoder | None
 
 
 def create_app_from_env() -> FastAPI:
-    """uvicorn factory (`--factory tdro_suite.serve.app:create_app_from_env`), used by every worker."""
-    settings = settings_from_environment()
+    """uvicorn factory (`--factory tdro_suite.serve.app:create_app_from_env`), used by every worker.
+
+    Start-up failures (settings, model, index) are fatal: they stop the server (`report_fatal_startup`).
+    """
+    try:
+        settings = settings_from_environment()
+    except Exception as exc:
+        report_fatal_startup(f"invalid settings: {exc}")
+        raise
     configure_logging(settings.log_level)
-    return create_app(settings)
+    return create_app(settings, on_fatal=report_fatal_startup)

@@ -1,7 +1,8 @@
 """What the routes call: the loaded model behind the batcher, the served index, and their checks.
 
 The model and the index load in a background thread when the app starts, so `/health` answers at
-once and `/ready` turns 200 when both are usable. Request limits are checked here, before anything
+once and `/ready` turns 200 when both are usable. A failed load is kept in `Service.failure`; under
+`tdro-suite serve` it stops the server (see `tdro_suite.serve.server`). Request limits are checked here, before anything
 is queued, and each failure names the limit (setting) it hit.
 
 Document changes are persisted by saving the whole index folder atomically (`DenseIndex.save`, via
@@ -73,13 +74,14 @@ class Service:
         self.index: Any = None  # DenseIndex once loaded (None: no index yet)
         self.index_lock = threading.Lock()  # FAISS objects are not safe under concurrent add/search
         self.state = "loading"
+        self.failure: str | None = None  # why loading failed (state "failed")
         self.counter: TokenCounter | None = None
         self.batcher: DynamicBatcher | None = None
         self.created = 0
 
     # ------------------------------------------------------------------ lifecycle
     def load(self) -> None:
-        """Load the model and the index (runs in a thread); failures are logged and shown by /ready."""
+        """Load the model and the index (runs in a thread); a failure is logged and kept in `failure`."""
         try:
             if self.encoder is None:
                 self.encoder = Encoder.from_pretrained(
@@ -87,15 +89,18 @@ class Service:
                     max_length=self.settings.max_length,
                     device=self.settings.device,
                     dtype=self.settings.dtype,
+                    attn_implementation=self.settings.attn_implementation,
                 )
             self.counter = TokenCounter(self.encoder.tokenizer)
             self.index = self._load_index()
         except TdroError as exc:
             log.error("Could not load the model or index: %s", exc)
+            self.failure = str(exc)
             self.state = "failed"
             return
-        except Exception:
+        except Exception as exc:
             log.exception("Could not load the model or index")
+            self.failure = f"{type(exc).__name__}: {exc}"
             self.state = "failed"
             return
         log.info("Serving %s (dimension %d, max_length %d, %d torch threads)", self.settings.model_name,
