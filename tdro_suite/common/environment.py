@@ -13,6 +13,20 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def faiss_report(faiss: object) -> dict[str, object]:
+    """Which FAISS build is installed (the pip distribution that provides `import faiss`) and whether it
+    sees GPUs: faiss-cpu has none; faiss-gpu (the `gpu` extra) counts the CUDA devices it can use."""
+    distributions = sorted(set(importlib.metadata.packages_distributions().get("faiss", [])))
+    gpu_build = hasattr(faiss, "StandardGpuResources")
+    count = faiss.get_num_gpus() if gpu_build and hasattr(faiss, "get_num_gpus") else 0  # type: ignore[attr-defined]
+    version = getattr(faiss, "__version__", "unknown")
+    return {
+        "faiss": f"{version} ({', '.join(distributions) or 'unknown package'})",
+        "faiss GPU support": "yes (GPU build)" if gpu_build else "no (CPU-only build; GPU build: the gpu extra)",
+        "faiss GPUs": count,
+    }
+
+
 def environment_report() -> dict[str, object]:
     """Versions and hardware that decide where and how fast tdro-suite runs."""
     import faiss
@@ -33,8 +47,7 @@ def environment_report() -> dict[str, object]:
         "GPU count": torch.cuda.device_count() if cuda else 0,
         "GPUs": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
         "CPU threads": torch.get_num_threads(),
-        "faiss": getattr(faiss, "__version__", _version("faiss-cpu")),
-        "faiss GPUs": faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0,
+        **faiss_report(faiss),
         "transformers": _version("transformers"),
         "sentence-transformers": _version("sentence-transformers"),
         "peft": _version("peft"),
