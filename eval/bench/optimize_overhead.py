@@ -29,6 +29,7 @@ from tdro_suite.dro.group_weights import GroupWeights
 from tdro_suite.dro.step import Lengths, reference_losses, tdro_step
 from tdro_suite.modeling.encoder import Encoder
 from tdro_suite.modeling.losses import InfoNCELoss, text_keys
+from tdro_suite.modeling.tokens import same_tokenization
 from tdro_suite.runtime.module import EncoderModule
 from tdro_suite.runtime.optim import build_optimizer
 
@@ -64,6 +65,7 @@ def main() -> None:
     infonce = InfoNCELoss(args.temperature)
     weights = GroupWeights(len(tasks), step_size=0.02)
     sync = torch.cuda.synchronize if proxy.device.type == "cuda" else (lambda: None)
+    shared_tokens = same_tokenization(proxy.tokenizer, reference.tokenizer)  # once, as `optimize` decides it
 
     def finetune_step() -> None:
         queries = proxy.tokenize([it.query for it in items], max_length=lengths.query)
@@ -79,7 +81,7 @@ def main() -> None:
     def tdro_full_step() -> None:
         tdro_step(
             model=module, proxy=proxy, reference=reference, micro_batches=[items], group_weights=weights,
-            measure="relative", lengths=lengths, temperature=args.temperature,
+            measure="relative", lengths=lengths, temperature=args.temperature, shared_tokens=shared_tokens,
         )
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

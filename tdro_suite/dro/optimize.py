@@ -30,6 +30,7 @@ from tdro_suite.dro.config import OptimizeConfig
 from tdro_suite.dro.group_weights import GroupWeights
 from tdro_suite.dro.measures import SmallShare, needs_reference
 from tdro_suite.dro.step import Lengths, StepStats, tdro_step
+from tdro_suite.modeling.tokens import same_tokenization
 from tdro_suite.runtime.accelerator import is_deepspeed, make_accelerator, process_group
 from tdro_suite.runtime.build import build_trainable_encoder, load_frozen_encoder
 from tdro_suite.runtime.config import result_settings
@@ -288,6 +289,8 @@ def _run_optimize(cfg: OptimizeConfig, console: Console) -> OptimizeResult:
         run_dir=run_dir, fingerprint=fingerprint, stateful=[group_weights], console=out, label=f"tDRO ({cfg.measure})",
     )
     lengths = Lengths(cfg.query_max_length, cfg.passage_max_length)
+    # decided once: the proxy's token tensors serve the reference when both tokenise alike
+    shared_tokens = reference is not None and same_tokenization(proxy.tokenizer, reference.tokenizer)
     small_share = SmallShare(cfg.relative_small_share, cfg.relative_threshold, cfg.relative_floor)
 
     def step_fn(step: int) -> StepResult:
@@ -311,6 +314,7 @@ def _run_optimize(cfg: OptimizeConfig, console: Console) -> OptimizeResult:
                 temperature=cfg.temperature,
                 bf16=bf16,
                 backward=accelerator.backward,
+                shared_tokens=shared_tokens,
             )
         top = int(stats.weights.argmax())
         return StepResult(

@@ -49,12 +49,27 @@ class StepStats:
     examples: int
 
 
-def features(encoder: Encoder, items: Sequence[Item], lengths: Lengths) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+Features = tuple[dict[str, Tensor], dict[str, Tensor]]
+
+
+def features(encoder: Encoder, items: Sequence[Item], lengths: Lengths) -> Features:
     """Tokenised queries [b, T] and passages [b·G, T] (grouped per query) on the encoder's device."""
     queries = encoder.tokenize([it.query for it in items], max_length=lengths.query)
     passages = encoder.tokenize([p for it in items for p in it.passages], max_length=lengths.passage)
     device = encoder.device
     return {k: v.to(device) for k, v in queries.items()}, {k: v.to(device) for k, v in passages.items()}
+
+
+def losses_of(model: nn.Module, inputs: Features, temperature: float, *, bf16: bool = False) -> Tensor:
+    """Hard-negatives-only InfoNCE per example [b] of tokenised `inputs`; `model` is an Encoder or an
+    (DDP-wrapped) `EncoderModule`.
+
+    With `bf16` the forward runs under bf16 autocast (fp32 master weights); scores and losses are fp32.
+    """
+    q_feat, p_feat = inputs
+    with torch.autocast(q_feat["input_ids"].device.type, dtype=torch.bfloat16, enabled=bf16):
+        q, p = model(q_feat, p_feat) if not isinstance(model, Encoder) else (model(q_feat), model(p_feat))
+    return hard_negative_infonce(q, p, temperature)
 
 
 def per_example_losses(
@@ -66,14 +81,8 @@ def per_example_losses(
     *,
     bf16: bool = False,
 ) -> Tensor:
-    """Hard-negatives-only InfoNCE per example [b]; `model` is the encoder or its (DDP-wrapped) `EncoderModule`.
-
-    With `bf16` the forward runs under bf16 autocast (fp32 master weights); scores and losses are fp32.
-    """
-    q_feat, p_feat = features(encoder, items, lengths)
-    with torch.autocast(encoder.device.type, dtype=torch.bfloat16, enabled=bf16):
-        q, p = model(q_feat, p_feat) if not isinstance(model, Encoder) else (model(q_feat), model(p_feat))
-    return hard_negative_infonce(q, p, temperature)
+    """`losses_of` the items, tokenised by `encoder` (the Encoder under `model`)."""
+    return losses_of(model, features(encoder, items, lengths), temperature, bf16=bf16)
 
 
 @torch.no_grad()
@@ -118,33 +127,44 @@ def tdro_step(
     temperature: float,
     bf16: bool = False,
     backward: Callable[[Tensor], None] = Tensor.backward,
+    shared_tokens: bool = False,
 ) -> StepStats:
     """Forward/backward of one optimizer step (gradients are left in `.grad`; the caller steps the optimizer).
 
     `model` is what runs the proxy forward: the `EncoderModule` (DDP-wrapped under torchrun) or the
     Encoder itself; `backward` is `accelerator.backward` in a run. Losses and task ids are gathered over
     all ranks, so every rank computes the same measure and the same weights.
+
+    Each micro-batch is tokenised once and its tensors serve both proxy passes and, with
+    `shared_tokens` (the reference tokenises like the proxy: `modeling.tokens.same_tokenization`,
+    decided once per run since it compares whole vocabularies), the reference too; otherwise the
+    reference tokenises it once more with its own tokenizer.
     """
     device = proxy.device
     keep_graph = len(micro_batches) == 1
     proxy_parts: list[Tensor] = []
     ref_parts: list[Tensor] = []
     rng_states = []
+    inputs: list[Features] = []
     graph_loss: Tensor | None = None
     for items in micro_batches:
+        inputs.append(features(proxy, items, lengths))
         rng_states.append(_rng_state(device))
         with contextlib.nullcontext() if keep_graph else torch.no_grad():
-            losses = per_example_losses(model, proxy, items, lengths, temperature, bf16=bf16)
+            losses = losses_of(model, inputs[-1], temperature, bf16=bf16)
         if keep_graph:
             graph_loss = losses
         proxy_parts.append(losses.detach())
         if reference is not None:
-            ref_parts.append(reference_losses(reference, items, lengths, temperature, bf16=bf16))
+            ref_inputs = inputs[-1] if shared_tokens else features(reference, items, lengths)
+            with torch.no_grad():
+                ref_parts.append(losses_of(reference, ref_inputs, temperature, bf16=bf16))
     local_ids = torch.tensor([it.task_id for mb in micro_batches for it in mb], dtype=torch.long, device=device)
     local_proxy = torch.cat(proxy_parts)
-    all_proxy = all_gather_nograd(local_proxy)
-    all_ids = all_gather_nograd(local_ids)
-    all_ref = all_gather_nograd(torch.cat(ref_parts)) if reference is not None else None
+    # every rank holds global_batch_size / (processes × accumulation) examples per micro-batch: no size exchange
+    all_proxy = all_gather_nograd(local_proxy, equal_sizes=True)
+    all_ids = all_gather_nograd(local_ids, equal_sizes=True)
+    all_ref = all_gather_nograd(torch.cat(ref_parts), equal_sizes=True) if reference is not None else None
     k = group_weights.num_tasks
     measured = group_measure(measure, all_proxy, all_ref, all_ids, k, small_share=small_share)
     alpha = group_weights.update(measured).to(device)
@@ -161,7 +181,7 @@ def tdro_step(
             _set_rng_state(rng_states[m], device)
         with _maybe_no_sync(model, skip_sync=m < len(micro_batches) - 1):
             if not keep_graph:
-                losses = per_example_losses(model, proxy, items, lengths, temperature, bf16=bf16)
+                losses = losses_of(model, inputs[m], temperature, bf16=bf16)
             weighted = (alpha[ids].to(losses.dtype) / normaliser.to(losses.dtype) * losses).sum() * scale
             backward(weighted)
     weighted_total = float((alpha[all_ids] / normaliser * all_proxy.double()).sum())

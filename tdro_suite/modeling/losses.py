@@ -43,25 +43,45 @@ class InfoNCELoss(nn.Module):
     Across devices, queries and passages are gathered (the local slice keeps its gradient), every
     rank computes the mean over the GLOBAL batch, and the result is multiplied by the world size, so
     that DDP's averaged gradient equals the 1-process gradient on the concatenated batch. Divide the
-    returned value by `world_size()` to log the true loss.
+    returned value by `world_size()` to log the true loss. `equal_slices`: every rank has as many
+    queries (equal slices of a global batch), so the gathers skip their size exchange.
+
+    `passage_keys` are the keys of the local passages (gathered here when the passages are), or of
+    every rank's passages in rank order: a trainer that knows the global batch's texts computes
+    those itself and saves the gather.
     """
 
-    def __init__(self, temperature: float = 0.02, *, in_batch_negatives: bool = True, cross_device: bool = True):
+    def __init__(
+        self,
+        temperature: float = 0.02,
+        *,
+        in_batch_negatives: bool = True,
+        cross_device: bool = True,
+        equal_slices: bool = False,
+    ):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = float(temperature)
         self.in_batch_negatives = in_batch_negatives
         self.cross_device = cross_device
+        self.equal_slices = equal_slices
+
+    def gathers(self) -> bool:
+        """Whether the loss sees every rank's queries and passages (so it wants every rank's passage keys)."""
+        return self.in_batch_negatives and self.cross_device and world_size() > 1
 
     def forward(self, q: Tensor, p: Tensor, passage_keys: Tensor | None = None) -> Tensor:
         group = _group_size(q, p)
-        gathered = self.in_batch_negatives and self.cross_device and world_size() > 1
+        gathered = self.gathers()
+        local_passages = p.shape[0]
         if gathered:
-            q = all_gather_with_grad(q)
-            p = all_gather_with_grad(p)
-            if passage_keys is not None:
-                passage_keys = all_gather_nograd(passage_keys.to(p.device))
+            q = all_gather_with_grad(q, equal_sizes=self.equal_slices)
+            p = all_gather_with_grad(p, equal_sizes=self.equal_slices)
+        if passage_keys is not None and len(passage_keys) != p.shape[0]:
+            if not gathered or len(passage_keys) != local_passages:
+                raise ValueError(f"{len(passage_keys)} passage keys for {local_passages} local passages")
+            passage_keys = all_gather_nograd(passage_keys.to(p.device), equal_sizes=self.equal_slices)
         n = q.shape[0]
         scores = (q.float() @ p.float().T) / self.temperature  # [n, n*G]
         target = torch.arange(n, device=q.device) * group

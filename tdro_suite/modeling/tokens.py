@@ -1,4 +1,4 @@
-"""Make a tokenizer end every text with exactly one EOS, for last-token pooling.
+"""Tokenizers: every text ends with exactly one EOS (last-token pooling), and whether two tokenise alike.
 
 Decoder LLMs embed a text as the state of its final token, which must be the same special token
 for every text. Many tokenizer files do not append EOS, so we install a post-processor that does
@@ -9,6 +9,7 @@ sentence-transformers.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -38,6 +39,35 @@ def ensure_eos_appended(tokenizer: Any) -> None:
     )
     if not _ends_with_single_eos(tokenizer):
         raise ValueError("could not make the tokenizer append EOS; use mean or cls pooling for this model")
+
+
+def same_tokenization(a: Any, b: Any) -> bool:
+    """Whether two tokenizers give every text the same ids, padding and mask, so one's output serves both.
+
+    Decided on the loaded tokenizers, not their files: a model fine-tuned from another and saved by
+    another transformers version writes other files for the same tokenisation (and our EOS
+    post-processor lives only in the loaded one). Fast tokenizers compare their whole Rust state
+    (normaliser, pre-tokeniser, vocabulary, post-processor, added tokens) and the settings a call
+    applies on the Python side (padding and truncation side, pad id, which tensors it returns); slow
+    tokenizers are never taken as equal (other than to themselves).
+    """
+    if a is b:
+        return True
+    key_a = _tokenization_key(a)
+    return key_a is not None and key_a == _tokenization_key(b)
+
+
+def _tokenization_key(tokenizer: Any) -> str | None:
+    if not getattr(tokenizer, "is_fast", False):
+        return None
+    state = json.loads(tokenizer.backend_tokenizer.to_str())
+    for per_call in ("truncation", "padding"):  # set by each call from the arguments below and the call's own
+        state.pop(per_call, None)
+    settings = [
+        type(tokenizer).__name__, tokenizer.padding_side, tokenizer.truncation_side, tokenizer.pad_token_id,
+        tokenizer.pad_token_type_id, list(tokenizer.model_input_names),
+    ]
+    return json.dumps([state, settings], sort_keys=True)
 
 
 def _ends_with_single_eos(tokenizer: Any) -> bool:

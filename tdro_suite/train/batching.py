@@ -88,13 +88,24 @@ def global_text_groups(
 
 
 def tokenize_groups(
-    encoder: Encoder, groups: Sequence[TextGroup], query_max_length: int, passage_max_length: int
+    encoder: Encoder,
+    groups: Sequence[TextGroup],
+    query_max_length: int,
+    passage_max_length: int,
+    *,
+    key_groups: Sequence[TextGroup] | None = None,
 ) -> TrainBatch:
-    """Tokenise a slice of groups; passage keys hash the passage text (prompt included)."""
+    """Tokenise a slice of groups; passage keys hash the passage text (prompt included).
+
+    The keys are those of `key_groups` when given: the groups of every rank's slice, in rank order, for
+    a loss with cross-device negatives. Every rank has the global batch's texts, so it hashes them
+    itself instead of gathering the other ranks' keys.
+    """
     passages = [p for g in groups for p in g.passages]
+    key_passages = passages if key_groups is None else [p for g in key_groups for p in g.passages]
     return TrainBatch(
         queries=encoder.tokenize([g.query for g in groups], max_length=query_max_length),
         passages=encoder.tokenize(passages, max_length=passage_max_length),
-        passage_keys=text_keys(passages),
+        passage_keys=text_keys(key_passages),
         n_queries=len(groups),
     )

@@ -243,6 +243,7 @@ def _run_finetune(config: FinetuneConfig, console: Console) -> FinetuneResult:
         config.temperature,
         in_batch_negatives=config.in_batch_negatives,
         cross_device=config.cross_device_negatives,
+        equal_slices=True,  # every rank's slice of a global batch has per_device_batch_size queries
     )
     if is_deepspeed(accelerator):
         ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
@@ -268,9 +269,10 @@ def _run_finetune(config: FinetuneConfig, console: Console) -> FinetuneResult:
         step_loss = torch.zeros((), device=accelerator.device)
         for micro in range(accum):
             local = groups[batch.local_slice(accelerator.process_index, world, micro, accum)]
-            inputs = tokenize_groups(encoder, local, config.query_max_length, config.passage_max_length).to(
-                accelerator.device
-            )
+            every_rank = groups[batch.micro_slice(micro, accum)] if gathered else None  # keys of what the loss gathers
+            inputs = tokenize_groups(
+                encoder, local, config.query_max_length, config.passage_max_length, key_groups=every_rank
+            ).to(accelerator.device)
             with accelerator.accumulate(model):
                 if config.gradcache:
                     loss = gradcache_backward(

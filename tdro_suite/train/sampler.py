@@ -41,6 +41,10 @@ class GlobalBatch:
         start = micro_step * per_micro + rank * per_rank
         return slice(start, start + per_rank)
 
+    def micro_slice(self, micro_step: int, grad_accumulation: int) -> slice:
+        """Positions of one micro-step over ALL ranks, in rank order (what a cross-device gather returns)."""
+        return self.local_slice(0, 1, micro_step, grad_accumulation)
+
 
 class HomogeneousBatchSampler:
     """Draw (task, example indices) for each optimizer step from a mixture over tasks."""
