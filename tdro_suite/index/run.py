@@ -28,7 +28,9 @@ def run_index(cfg: IndexConfig) -> Any:
     with process_group() as state:
         info = DistInfo(state.process_index, state.num_processes, state.local_process_index)
         device = cfg.device if cfg.device is not None or info.world_size == 1 else str(state.device)
-        encoder = Encoder.from_pretrained(cfg.model, max_length=cfg.max_length, device=device)
+        encoder = Encoder.from_pretrained(
+            cfg.model, max_length=cfg.max_length, device=device, attn_implementation=cfg.attn_implementation
+        )
         return build_index(
             encoder, cfg.corpus, cfg.output, index_type=cfg.index_type, search_params=cfg.search_params(),
             batch_size=cfg.batch_size, shard_size=cfg.shard_size, store_docs=cfg.store_docs,

@@ -8,6 +8,12 @@ from pydantic import Field, PositiveInt
 
 from tdro_suite.config import CommandConfig
 
+AttnImplementation = Literal["sdpa", "flash_attention_2", "eager"]
+ATTN_HELP = (
+    "Attention kernel of the backbone: sdpa (PyTorch's fused attention), flash_attention_2 (needs the "
+    "flash-attn package and a CUDA GPU in bf16/fp16), eager (plain matmuls). Results differ slightly between them."
+)
+
 
 class EncodeConfig(CommandConfig):
     """Texts in (a file or stdin; one per line, or JSON lines with a text field) → vectors (.npy) + ids."""
@@ -24,3 +30,4 @@ class EncodeConfig(CommandConfig):
     prompt: str | None = Field(None, description="Literal prefix put before every text.")
     prompt_name: Literal["query", "passage"] | None = Field(None, description="The model's stored prompt to use.")
     device: str | None = None
+    attn_implementation: AttnImplementation = Field("sdpa", description=ATTN_HELP)

@@ -60,7 +60,9 @@ def run_encode(cfg: EncodeConfig) -> tuple[Path, Path, int]:
     from tdro_suite.modeling.encoder import Encoder
 
     ids, texts = read_input(cfg.input, cfg.input_format, cfg.text_field, cfg.id_field)
-    encoder = Encoder.from_pretrained(cfg.model, max_length=cfg.max_length, device=cfg.device)
+    encoder = Encoder.from_pretrained(
+        cfg.model, max_length=cfg.max_length, device=cfg.device, attn_implementation=cfg.attn_implementation
+    )
     vectors = encoder.encode(
         texts, batch_size=cfg.batch_size, prompt=cfg.prompt, prompt_name=cfg.prompt_name, show_progress=None
     )

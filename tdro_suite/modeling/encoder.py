@@ -95,8 +95,13 @@ class Encoder(torch.nn.Module):
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
         prompts: dict[str, str] | None = None,
+        attn_implementation: str | None = None,
     ) -> Encoder:
-        """Load a model folder, bundled alias or hub id; a PEFT adapter folder loads its base first."""
+        """Load a model folder, bundled alias or hub id; a PEFT adapter folder loads its base first.
+
+        `attn_implementation` ("sdpa", "flash_attention_2", "eager") picks the backbone's attention
+        kernel; None keeps transformers' choice (sdpa where the architecture has it).
+        """
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         folder = resolve_model(name_or_path)
@@ -114,7 +119,8 @@ class Encoder(torch.nn.Module):
         config = AutoConfig.from_pretrained(base_folder)
         tok_folder = folder if (folder / "tokenizer_config.json").is_file() else base_folder
         tokenizer = AutoTokenizer.from_pretrained(tok_folder)
-        backbone = AutoModel.from_pretrained(base_folder, dtype=torch_dtype)
+        attention = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        backbone = AutoModel.from_pretrained(base_folder, dtype=torch_dtype, **attention)
         if folder is not base_folder:
             from peft import PeftModel
 

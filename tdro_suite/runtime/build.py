@@ -16,7 +16,8 @@ def build_trainable_encoder(cfg: ModelConfig, device: torch.device, bf16: bool) 
     exported model keeps the base model's own maximum length.
     """
     encoder = Encoder.from_pretrained(
-        cfg.model, pooling=cfg.pooling, device=device, dtype=torch.bfloat16 if bf16 and cfg.lora else torch.float32
+        cfg.model, pooling=cfg.pooling, device=device, dtype=torch.bfloat16 if bf16 and cfg.lora else torch.float32,
+        attn_implementation=cfg.attn_implementation,
     )
     if cfg.lora:
         encoder.add_lora(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)

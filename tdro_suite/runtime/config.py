@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 from tdro_suite.config import CommandConfig
+from tdro_suite.modeling.config import ATTN_HELP, AttnImplementation
 
 RESUMABLE: dict[str, Any] = {"resume_may_change": True}
 
@@ -42,6 +43,7 @@ class ModelConfig(CommandConfig):
     )
     gradient_checkpointing: bool = resumable(False, "Recompute activations in the backward pass to save memory.")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 on CUDA, fp32 elsewhere.")
+    attn_implementation: AttnImplementation = Field("sdpa", description=ATTN_HELP + " A resume must keep it.")
 
 
 class DataConfig(CommandConfig):
