@@ -51,6 +51,7 @@ STAGE0: dict[str, tuple[Any, str]] = {
     "gradcache": (False, "s0 l.98-99 '# TRAIN_ARGS+=\" --grad_cache \"' (commented out: 'Activate this if GPU OOM')"),
     "gradcache_chunk_size": (64, "s0 l.101-102 (commented out) --gc_q_chunk_size 64 --gc_p_chunk_size 64"),
     "precision": ("bf16", "s0 l.42 --bf16"),
+    "attn_implementation": ("flash_attention_2", "src/tdro/finetune/arguments.py l.477-479 attn_implementation"),
     "lora": (False, "s0 sets no --lora (src/tdro/finetune/arguments.py l.485 lora default False)"),
     "seed": (42, "s0 l.92 --seed 42"),
     "mixture": (None, "s0 l.10 DOMAIN_CONFIG_PATH=config/uniform_sampling_s0.json (uniform)"),
@@ -89,6 +90,7 @@ STAGE1: dict[str, tuple[Any, str]] = {
     "max_grad_norm": (1.0, "s1 sets no --max_grad_norm: transformers.TrainingArguments' default 1.0"),
     "gradient_checkpointing": (True, "s1 l.97 --gradient_checkpointing"),
     "precision": ("bf16", "s1 l.42 --bf16"),
+    "attn_implementation": ("flash_attention_2", "src/tdro/finetune/arguments.py l.477-479 attn_implementation"),
     "lora": (False, "s1 sets no --lora (src/tdro/finetune/arguments.py l.485 lora default False)"),
     "seed": (42, "s1 l.93 --seed 42"),
     "save_steps": (20000, "s1 l.26 SAVE_STEPS=20000 (> MAX_STEPS: no intermediate checkpoint)"),
@@ -119,7 +121,6 @@ DEVIATIONS: dict[str, str] = {
 }
 
 # Reference settings with no equivalent in our configs (reported, not checked):
-# - attn_implementation flash_attention_2 (finetune/arguments.py l.477-479): not a config field here;
 # - dataloader_num_workers 4 (s0 l.93): we read every task into memory; report_to tensorboard: metrics.jsonl;
 # - score_function cos_sim (s0 l.39): we always L2-normalise (cosine scores);
 # - tDRO's SGD optimizer on log-weights with a constant schedule (s1 l.111, l.116): our update is that rule

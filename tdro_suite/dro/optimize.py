@@ -274,7 +274,9 @@ def _run_optimize(cfg: OptimizeConfig, console: Console) -> OptimizeResult:
     set_seed(cfg.seed)
     bf16 = accelerator.mixed_precision == "bf16"
     proxy = build_trainable_encoder(cfg, accelerator.device, bf16)
-    reference = load_frozen_encoder(reference_path, accelerator.device) if reference_path else None
+    reference = (
+        load_frozen_encoder(reference_path, accelerator.device, cfg.attn_implementation) if reference_path else None
+    )
     group_weights = GroupWeights(
         len(tasks),
         step_size=cfg.step_size,

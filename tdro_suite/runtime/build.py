@@ -28,8 +28,8 @@ def build_trainable_encoder(cfg: ModelConfig, device: torch.device, bf16: bool) 
     return encoder
 
 
-def load_frozen_encoder(model: str, device: torch.device) -> Encoder:
-    """An Encoder that never trains: eval mode, no gradients, fp32 weights.
+def load_frozen_encoder(model: str, device: torch.device, attn_implementation: str = "sdpa") -> Encoder:
+    """An Encoder that never trains: eval mode, no gradients, fp32 weights, the proxy's attention kernel.
 
     Under bf16 its forward runs under the same bf16 autocast as the proxy's, as in the public tDRO code
     (its reference is loaded without a dtype next to the proxy): a tDRO measure compares the two models'
@@ -39,7 +39,9 @@ def load_frozen_encoder(model: str, device: torch.device) -> Encoder:
     SmolLM2-135M, moving a task's relative measure by up to 21% and 49%. The cost is memory: 4 bytes per
     reference parameter instead of 2 (Qwen1.5-0.5B: about 1.9 GB instead of 0.9 GB).
     """
-    encoder = Encoder.from_pretrained(model, device=device, dtype=torch.float32)
+    encoder = Encoder.from_pretrained(
+        model, device=device, dtype=torch.float32, attn_implementation=attn_implementation
+    )
     encoder.eval()
     encoder.requires_grad_(False)
     return encoder

@@ -15,6 +15,7 @@ meant for the GPU nodes, so warnings keep the exit status 0.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -209,11 +210,16 @@ def plan_model(plan: Plan, label: str, name: str, *, hint: str = "") -> None:
 
 
 def plan_weights(plan: Plan, cfg: ModelConfig) -> None:
-    """What trains: all weights or LoRA adapters, and whether activations are recomputed."""
+    """What trains: all weights or LoRA adapters, whether activations are recomputed, the attention kernel."""
     what = f"LoRA adapters (r={cfg.lora_rank}, alpha={cfg.lora_alpha})" if cfg.lora else "all weights"
     extra = ", gradient checkpointing" if cfg.gradient_checkpointing else ""
     pooling = cfg.pooling or "from the model"
-    plan.add("trains", f"{what}{extra}; pooling {pooling}")
+    plan.add("trains", f"{what}{extra}; pooling {pooling}; attention {cfg.attn_implementation}")
+    if cfg.attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        plan.warn(
+            "attn_implementation 'flash_attention_2' needs the flash-attn package and a CUDA GPU, and this machine "
+            "has no flash-attn (pip install flash-attn where the run starts, or pass --attn-implementation sdpa)."
+        )
 
 
 @dataclass(frozen=True)
