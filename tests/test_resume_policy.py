@@ -129,3 +129,22 @@ def test_optimize_refuses_changed_initial_weights_behind_the_same_path(optimize_
     start.write_text(json.dumps({"domain_ids": names, "domain_weights": [4, 2, 1, 1]}))
     with pytest.raises(CheckpointError, match=r"'start_weights' was .*, now "):
         run_optimize(OptimizeConfig(**values, resume=True), console=QUIET)
+
+
+def test_resume_loads_weights_strictly(tiny_encoder_dir: Path, tmp_path: Path) -> None:
+    """A checkpoint whose model file lacks a tensor is refused, not silently half-loaded."""
+    from safetensors.torch import load_file, save_file
+
+    data = write_tasks(tmp_path / "data", per_task=6)
+    values = dict(
+        model=str(tiny_encoder_dir), data=[str(data)], output_dir=str(tmp_path / "run"), max_steps=3,
+        per_device_batch_size=4, query_max_length=16, passage_max_length=16, progress=False,
+    )
+    run_finetune(FinetuneConfig(**values, stop_after_steps=1), console=QUIET)
+    weights = tmp_path / "run" / "checkpoints" / "step-000001" / "model.safetensors"
+    tensors = load_file(weights)
+    dropped = sorted(tensors)[0]
+    del tensors[dropped]
+    save_file(tensors, weights)
+    with pytest.raises(CheckpointError, match=dropped.split(".")[-1]):
+        run_finetune(FinetuneConfig(**values, resume=True), console=QUIET)

@@ -95,7 +95,10 @@ class RunDir:
             return 0
         state = self.read_state(path)
         check_fingerprint(state.get("fingerprint", {}), fingerprint, path)
-        self.accelerator.load_state(str(path), strict=True)
+        try:
+            self.accelerator.load_state(str(path), strict=True)
+        except (RuntimeError, KeyError, OSError) as exc:  # strict: a missing or unexpected tensor is an error
+            raise CheckpointError(f"Cannot restore checkpoint {path}: {exc}") from None
         return int(state["step"])
 
     # --- saving
