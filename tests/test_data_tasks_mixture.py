@@ -72,10 +72,39 @@ def test_mixture_round_trip_writes_both_layouts(tmp_path: Path) -> None:
     write_mixture(path, mix, method="tdro", step=7)
     data = json.loads(path.read_text())
     assert data["format"] == MIXTURE_FORMAT and data["step"] == 7
-    assert data["domain_ids"] == ["a", "b", "c"] and data["size"] == [10, 20, 30]
+    assert data["domain_ids"] == {"a": 0, "b": 1, "c": 2} and data["size"] == {"a": 10, "b": 20, "c": 30}
+    assert data["domain_weights"] == {"a": 0.5, "b": 0.25, "c": 0.25}
+    assert data["epoch"] == pytest.approx({"a": 0.5 * 60 / 10, "b": 0.25 * 60 / 20, "c": 0.25 * 60 / 30})
     assert data["tasks"][0] == {"name": "a", "weight": 0.5, "size": 10}
     assert read_mixture(path) == mix
+    del data["tasks"], data["format"]  # what the reference's scripts read: the same mixture
+    path.write_text(json.dumps(data))
+    assert read_mixture(path) == mix
     assert not list(tmp_path.glob(".*tmp"))
+
+
+REFERENCE_WEIGHTS = Path(__file__).parent / "fixtures" / "reference_weights"
+
+
+def test_reads_the_reference_published_weights_and_reproduces_its_top70() -> None:
+    """Copies of the reference's config/robust_weights/{curr,top70}_weights.json (tdro-llm/tdro): the
+    top-70% selection of its current weights is its published top-70 file, task for task."""
+    curr = read_mixture(REFERENCE_WEIGHTS / "curr_weights.json")
+    published = read_mixture(REFERENCE_WEIGHTS / "top70_weights.json")
+    assert len(curr.names) == 25 and curr.names[0] == "agnews" and curr.names[-1] == "yahoo_answers_title_answer"
+    assert curr.as_dict()["miracl"] == pytest.approx(0.13141760230064392, rel=1e-6)  # sums to 1 already
+    assert sum(curr.sizes) == 11_067_280 and dict(zip(curr.names, curr.sizes, strict=True))["msmarco"] == 502854
+    top = curr.top_percent(70)
+    assert len(top.names) == 17  # ⌊25·70/100⌋
+    assert set(top.names) == set(published.names)
+    assert top.as_dict() == pytest.approx(published.as_dict())  # uniform 1/17
+    by_weight = sorted(top.names, key=lambda n: -curr.weight_of(n))
+    assert tuple(by_weight) == published.names  # its file lists the selection by falling weight
+    sizes = dict(zip(published.names, published.sizes, strict=True))
+    assert dict(zip(top.names, top.sizes, strict=True)) == sizes
+    for mixture, name in ((top, "top70_weights"), (curr, "curr_weights")):  # its epoch: w·Σsize/size
+        raw = json.loads((REFERENCE_WEIGHTS / f"{name}.json").read_text())
+        assert mixture.reference_json()["epoch"] == pytest.approx(raw["epoch"], rel=1e-6)
 
 
 def test_reads_reference_layout(tmp_path: Path) -> None:
@@ -96,6 +125,11 @@ def test_reads_reference_layout(tmp_path: Path) -> None:
         ('{"tasks": [{"name": "a", "weight": -1}]}', "finite number"),
         ('{"domain_ids": ["a", "b"], "domain_weights": [1]}', "differ in length"),
         ('{"domain_ids": ["a"], "domain_weights": ["x"]}', r"domain_weights\[0\]"),
+        ('{"domain_ids": {"a": 0, "b": 1}, "domain_weights": {"a": 1}}', "missing b"),
+        ('{"domain_ids": {"a": 0, "b": 0}, "domain_weights": {"a": 1, "b": 1}}', "each once"),
+        ('{"domain_ids": {"a": 0}, "domain_weights": {"a": "x"}}', r"domain_weights\.a"),
+        ('{"domain_ids": {"a": 0}, "domain_weights": {"a": 1}, "size": {"a": -1}}', r"size\.a"),
+        ('{"domain_ids": {"a": 0}, "domain_weights": [1]}', "object keyed by task name"),
         ('{"tasks": [{"name": "a", "weight": 0}]}', "sum to 0"),
     ],
 )

@@ -1,8 +1,9 @@
 """Mixture (weights) files: which tasks to train on and how often to sample each.
 
 Our file is `{"format": "tdro-suite/mixture-v1", "tasks": [{"name","weight","size"}], ...}` and also
-carries the public reference layout (`domain_ids`, `domain_weights`, `size` as parallel lists) so the
-reference scripts can read it; `read_mixture` accepts either layout.
+carries the public reference layout, whose `domain_ids`, `domain_weights`, `size` and `epoch` are objects
+keyed by task name (its `config/robust_weights/*.json`), so the reference scripts read our files as they
+are. `read_mixture` reads our layout, that one, and an older one with the same keys as parallel lists.
 """
 
 from __future__ import annotations
@@ -88,17 +89,28 @@ class Mixture:
                 f"known tasks: {', '.join(known) or '(none)'}."
             )
 
+    def reference_json(self) -> dict[str, Any]:
+        """The reference's layout: objects keyed by task name; `epoch` = w·Σsize/size, the passes over a
+        task per pass over the mixture's total size (left out when a size is unknown)."""
+        data: dict[str, Any] = {
+            "domain_ids": {n: i for i, n in enumerate(self.names)},
+            "domain_weights": self.as_dict(),
+            "size": dict(zip(self.names, self.sizes, strict=True)),
+        }
+        if all(s > 0 for s in self.sizes):
+            total = sum(self.sizes)
+            data["epoch"] = {n: w * total / s for n, w, s in zip(self.names, self.weights, self.sizes, strict=True)}
+        return data
+
     def to_json(self, **extra: Any) -> dict[str, Any]:
-        """Our layout plus the reference parallel lists; `extra` keys (e.g. step, method) are kept."""
+        """Our layout plus the reference's; `extra` keys (e.g. step, method) are kept."""
         data: dict[str, Any] = {
             "format": MIXTURE_FORMAT,
             "tasks": [
                 {"name": n, "weight": w, "size": s}
                 for n, w, s in zip(self.names, self.weights, self.sizes, strict=True)
             ],
-            "domain_ids": list(self.names),
-            "domain_weights": list(self.weights),
-            "size": list(self.sizes),
+            **self.reference_json(),
         }
         clash = set(extra) & set(data)
         if clash:
@@ -142,16 +154,61 @@ def _parse_ours(data: dict[str, Any], path: Path) -> Mixture:
     return Mixture(tuple(names), tuple(weights), tuple(sizes))
 
 
+def _keyed_field(data: dict[str, Any], key: str, names: list[str], path: Path) -> list[Any]:
+    """The values of an object keyed by task name, in `names` order (the same keys, no more, no fewer)."""
+    value = data.get(key)
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: field '{key}' must be an object keyed by task name, got {type(value).__name__}.")
+    if set(value) != set(names):
+        missing = sorted(set(names) - set(value))
+        extra = sorted(set(value) - set(names))
+        raise DataError(
+            f"{path}: field '{key}' must name the tasks of 'domain_ids'"
+            + (f"; missing {', '.join(missing)}" if missing else "")
+            + (f"; not in domain_ids: {', '.join(extra)}" if extra else "")
+            + "."
+        )
+    return [value[n] for n in names]
+
+
+def _reference_names(data: dict[str, Any], path: Path) -> list[str]:
+    """Task names ordered by their `domain_ids` index (the reference's object) or as listed (old lists)."""
+    ids = data["domain_ids"]
+    if isinstance(ids, list):
+        return [str(n) for n in ids]
+    if not isinstance(ids, dict):
+        raise DataError(f"{path}: field 'domain_ids' must be an object (task → index), got {type(ids).__name__}.")
+    for name, index in ids.items():
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise DataError(f"{path}: field 'domain_ids.{name}' must be an integer index, got {index!r}.")
+    if sorted(ids.values()) != list(range(len(ids))):
+        raise DataError(f"{path}: field 'domain_ids' must number the tasks 0…{len(ids) - 1}, each once.")
+    return sorted(ids, key=lambda n: ids[n])
+
+
 def _parse_reference(data: dict[str, Any], path: Path) -> Mixture:
-    names = [str(n) for n in _list_field(data, "domain_ids", path)]
+    names = _reference_names(data, path)
+    if isinstance(data["domain_ids"], dict):
+        weights = _keyed_field(data, "domain_weights", names, path)
+        sizes = _keyed_field(data, "size", names, path) if "size" in data else [0] * len(names)
+        return _reference_mixture(names, weights, sizes, path, keyed=True)
     weights = _list_field(data, "domain_weights", path)
+    sizes = _list_field(data, "size", path) if "size" in data else [0] * len(names)
+    return _reference_mixture(names, weights, sizes, path, keyed=False)
+
+
+def _reference_mixture(names: list[str], weights: list[Any], sizes: list[Any], path: Path, *, keyed: bool) -> Mixture:
+    """Check the values of the reference layout and build the mixture (`epoch` is derived, not read)."""
+
+    def where(key: str, i: int) -> str:
+        return f"{key}.{names[i]}" if keyed else f"{key}[{i}]"
+
     for i, w in enumerate(weights):
         if not isinstance(w, (int, float)) or isinstance(w, bool):
-            raise DataError(f"{path}: field 'domain_weights[{i}]' must be a number, got {w!r}.")
-    sizes = _list_field(data, "size", path) if "size" in data else [0] * len(names)
+            raise DataError(f"{path}: field '{where('domain_weights', i)}' must be a number, got {w!r}.")
     for i, s in enumerate(sizes):
         if not isinstance(s, (int, float)) or isinstance(s, bool) or s < 0 or int(s) != s:
-            raise DataError(f"{path}: field 'size[{i}]' must be an integer ≥ 0, got {s!r}.")
+            raise DataError(f"{path}: field '{where('size', i)}' must be an integer ≥ 0, got {s!r}.")
     try:
         return Mixture(tuple(names), tuple(weights), tuple(int(s) for s in sizes))
     except DataError as exc:
@@ -159,7 +216,8 @@ def _parse_reference(data: dict[str, Any], path: Path) -> Mixture:
 
 
 def read_mixture(path: str | Path) -> Mixture:
-    """Read our mixture file or the public reference layout (`domain_ids`/`domain_weights`/`size`)."""
+    """Read our mixture file or the public reference layout (`domain_ids`/`domain_weights`/`size`, as
+    objects keyed by task name or as parallel lists)."""
     path = Path(path)
     data = read_json_file(path, "mixture file")
     if not isinstance(data, dict):
