@@ -22,18 +22,17 @@ PATHS_HELP = (
 )
 
 
-def _run(paths: list[str] | None, skip_invalid: bool, as_json: bool) -> ValidationResult:
+def _run(paths: list[str] | None, skip_invalid: bool, as_json: bool, manifest: str | None = None) -> ValidationResult:
     """Validate the tasks `paths` name (default: the bundled mixture) with a progress bar on stderr.
 
     With --json the report goes to stdout and the bar is hidden, so stdout stays machine-readable.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tdro_suite.bundled import train_dir
     from tdro_suite.data.stats import validate_tasks
-    from tdro_suite.data.tasks import load_tasks
+    from tdro_suite.data.tasks import training_tasks
 
-    tasks = load_tasks(paths or [train_dir()])
+    tasks = training_tasks(paths or [], manifest)
     total = sum(t.size for t in tasks) or None
     with Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -96,6 +95,12 @@ PATHS_ARGUMENT = typer.Argument(None, help=PATHS_HELP, show_default=False)
 SKIP_INVALID = typer.Option(
     False, "--skip-invalid", help="Drop malformed lines instead of failing; they are counted and reported."
 )
+TASKS_MANIFEST = typer.Option(
+    None,
+    "--tasks",
+    help="A task manifest describing the files of the given folder(s), e.g. configs/paper/tdro-tasks.json.",
+    show_default=False,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -106,12 +111,15 @@ def register(app: typer.Typer) -> None:
 
     @data_app.command("validate")
     def validate(
-        paths: list[str] | None = PATHS_ARGUMENT, skip_invalid: bool = SKIP_INVALID, as_json: bool = JSON_OPTION
+        paths: list[str] | None = PATHS_ARGUMENT,
+        skip_invalid: bool = SKIP_INVALID,
+        as_json: bool = JSON_OPTION,
+        tasks: str | None = TASKS_MANIFEST,
     ) -> None:
         """Check every line of every task; fail on the first bad line with file:line:field."""
         from tdro_suite.data.stats import require_valid
 
-        result = _run(paths, skip_invalid, as_json)
+        result = _run(paths, skip_invalid, as_json, tasks)
         console = _stdout_console()
         if not as_json:
             _print_skipped(console, result)
@@ -128,10 +136,13 @@ def register(app: typer.Typer) -> None:
 
     @data_app.command("stats")
     def stats(
-        paths: list[str] | None = PATHS_ARGUMENT, skip_invalid: bool = SKIP_INVALID, as_json: bool = JSON_OPTION
+        paths: list[str] | None = PATHS_ARGUMENT,
+        skip_invalid: bool = SKIP_INVALID,
+        as_json: bool = JSON_OPTION,
+        tasks: str | None = TASKS_MANIFEST,
     ) -> None:
         """Per task: examples, languages, mean query/passage length (characters), hard negatives per query."""
-        result = _run(paths, skip_invalid, as_json)
+        result = _run(paths, skip_invalid, as_json, tasks)
         if as_json:
             return
         console = _stdout_console()

@@ -3,14 +3,18 @@
 A manifest (`tasks.json`) is a JSON list of TaskInfo-shaped objects (or `{"tasks": [...]}`) whose
 `path` is relative to the manifest. `load_tasks` also accepts a folder holding a manifest, a folder
 of .jsonl(.gz) files, or single files (task name = file stem, default metadata), so ad-hoc data
-works without writing a manifest first. `hf:NAME` or `hf:NAME@SPLIT` streams a Hugging Face dataset
-(a hub name, or a local file through the `json` builder) with the same validation.
+works without writing a manifest first (with no instructions, every task asymmetric: a warning says
+so). A manifest kept apart from its data (`configs/paper/tdro-tasks.json`, the public tDRO sets) is read
+with `load_tasks([folder], manifest=...)`: its paths are then file names inside that folder.
+`hf:NAME` or `hf:NAME@SPLIT` streams a Hugging Face dataset (a hub name, or a local file through the
+`json` builder) with the same validation.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,8 @@ from tdro_suite.common.io import atomic_write_json
 from tdro_suite.common.jsonl import count_records, read_json_file
 from tdro_suite.data.reader import InvalidReport, iter_dataset_examples, iter_examples
 from tdro_suite.data.types import TaskInfo, TrainExample
+
+log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "tasks.json"
 HF_PREFIX = "hf:"
@@ -50,7 +56,11 @@ def task_name_from_file(path: Path) -> str:
     return path.stem
 
 
-def _task_from_record(record: Any, manifest: Path, index: int) -> TaskInfo:
+class _MissingFile(DataError):
+    """A manifest entry whose data file is not there (collected, so one error lists them all)."""
+
+
+def _task_from_record(record: Any, manifest: Path, index: int, base: Path) -> TaskInfo:
     where = f"{manifest}: task #{index + 1}"
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected an object, got {type(record).__name__}.")
@@ -68,22 +78,36 @@ def _task_from_record(record: Any, manifest: Path, index: int) -> TaskInfo:
         raise DataError(f"{where}: field 'languages' must be a list of strings.")
     values = dict(record)
     if not record["path"].startswith(HF_PREFIX):  # hf:NAME[@SPLIT] is streamed through `datasets`
-        data_path = (manifest.parent / record["path"]).resolve()
+        data_path = (base / record["path"]).resolve()
         if not data_path.is_file():
-            raise DataError(f"{where} ('{record['name']}'): field 'path': file {data_path} does not exist.")
+            raise _MissingFile(f"{where} ('{record['name']}'): field 'path': file {data_path} does not exist.")
         values["path"] = str(data_path)
     return TaskInfo(**values)
 
 
-def read_manifest(path: str | Path) -> list[TaskInfo]:
-    """Read one tasks.json; paths inside are resolved against the manifest's folder."""
+def read_manifest(path: str | Path, data_dir: str | Path | None = None) -> list[TaskInfo]:
+    """Read one tasks.json; paths inside are resolved against `data_dir`, by default the manifest's folder.
+
+    Every missing data file is named in one error, so a partial download shows all that is left to fetch.
+    """
     manifest = Path(path)
+    base = Path(data_dir) if data_dir is not None else manifest.parent
     data = read_json_file(manifest, "task manifest")
     if isinstance(data, dict) and "tasks" in data:
         data = data["tasks"]
     if not isinstance(data, list):
         raise DataError(f'{manifest}: expected a list of tasks (or {{"tasks": [...]}}).')
-    return [_task_from_record(record, manifest, i) for i, record in enumerate(data)]
+    tasks, missing = [], []
+    for i, record in enumerate(data):
+        try:
+            tasks.append(_task_from_record(record, manifest, i, base))
+        except _MissingFile as exc:
+            missing.append(str(exc))
+    if len(missing) == 1:
+        raise DataError(missing[0])
+    if missing:
+        raise DataError(f"{len(missing)} of {len(data)} data files are missing:\n" + "\n".join(missing))
+    return tasks
 
 
 def write_manifest(path: str | Path, tasks: Iterable[TaskInfo]) -> None:
@@ -142,12 +166,37 @@ def iter_task_examples(
         yield from iter_examples(task.path, skip_invalid=skip_invalid, report=report)
 
 
-def load_tasks(paths: Iterable[str | Path]) -> list[TaskInfo]:
-    """All tasks named by manifests, folders or single files; task names must be unique."""
+def _has_manifest(path: Path) -> bool:
+    return (path.is_file() and path.name.endswith(".json")) or (path / MANIFEST_NAME).is_file()
+
+
+def _tasks_in_folder(folder: Path, manifest: Path) -> list[TaskInfo]:
+    if not folder.is_dir():
+        raise DataError(f"{folder}: with a task manifest ({manifest}), the data path is the folder holding its files.")
+    return read_manifest(manifest, data_dir=folder)
+
+
+def load_tasks(paths: Iterable[str | Path], manifest: str | Path | None = None) -> list[TaskInfo]:
+    """All tasks named by manifests, folders or single files; task names must be unique.
+
+    With `manifest`, every path is a data folder whose files that manifest describes. Data without any
+    manifest gets no instructions and asymmetric prompts; a warning names it, since that changes training.
+    """
+    paths = list(paths)
+    if manifest is not None and not paths:
+        raise DataError(f"The task manifest {manifest} needs the data folder holding its files (--data FOLDER).")
     tasks: list[TaskInfo] = []
     seen: dict[str, str] = {}
+    bare: list[str] = []
     for raw in paths:
-        found = [_hf_task(raw)] if isinstance(raw, str) and raw.startswith(HF_PREFIX) else _tasks_from_path(Path(raw))
+        if manifest is not None:
+            found = _tasks_in_folder(Path(raw), Path(manifest))
+        elif isinstance(raw, str) and raw.startswith(HF_PREFIX):
+            found = [_hf_task(raw)]
+        else:
+            found = _tasks_from_path(Path(raw))
+            if not _has_manifest(Path(raw)):
+                bare.append(str(raw))
         for task in found:
             if task.name in seen:
                 raise DataError(
@@ -158,7 +207,22 @@ def load_tasks(paths: Iterable[str | Path]) -> list[TaskInfo]:
             tasks.append(task)
     if not tasks:
         raise DataError("No training tasks given.")
+    if bare:
+        log.warning(
+            "%s: no task manifest, so these tasks use no instructions and are treated as asymmetric "
+            "(give a tasks.json, or --tasks MANIFEST, to set them).",
+            ", ".join(bare),
+        )
     return tasks
+
+
+def training_tasks(data: Sequence[str | Path], manifest: str | Path | None = None) -> list[TaskInfo]:
+    """The tasks a training stage reads: `data` (with `manifest` if given), else the bundled mixture."""
+    if data or manifest is not None:
+        return load_tasks(data, manifest=manifest)
+    from tdro_suite.bundled import train_dir
+
+    return load_tasks([train_dir()])
 
 
 def count_task_examples(task: TaskInfo) -> int | None:

@@ -22,7 +22,7 @@ from rich.console import Console
 from tdro_suite.common.errors import ConfigError, DataError
 from tdro_suite.common.io import atomic_dir
 from tdro_suite.data.mixture import Mixture, read_mixture
-from tdro_suite.data.tasks import load_tasks
+from tdro_suite.data.tasks import training_tasks
 from tdro_suite.data.types import TaskInfo
 from tdro_suite.dro import outputs
 from tdro_suite.dro.batches import draw_global_batch, load_task_data, local_micro_batches
@@ -66,11 +66,7 @@ class OptimizeResult:
 
 
 def resolve_tasks(cfg: OptimizeConfig) -> list[TaskInfo]:
-    if cfg.data:
-        return load_tasks(cfg.data)
-    from tdro_suite.bundled import train_dir
-
-    return load_tasks([train_dir()])
+    return training_tasks(cfg.data, cfg.tasks)
 
 
 def initial_weights(cfg: OptimizeConfig, tasks: Sequence[TaskInfo]) -> list[float] | None:
@@ -212,12 +208,10 @@ def _plan_reference(plan: Plan, cfg: OptimizeConfig) -> str | None:
 
 def plan_optimize(cfg: OptimizeConfig, layout: Layout | None = None) -> Plan:
     """What `run_optimize(cfg)` would do, checked without loading weights or joining processes (--dry-run)."""
-    from tdro_suite.bundled import train_dir
-
     layout = layout or launch_layout()
     plan = begin_plan("optimize", cfg, layout, model_label="proxy model")
     reference_path = _plan_reference(plan, cfg)
-    sized = plan_tasks(plan, cfg.data or [train_dir()], cfg.max_examples_per_task)
+    sized = plan_tasks(plan, cfg.data, cfg.max_examples_per_task, cfg.tasks)
     tasks = [s.info for s in sized] if sized is not None else []
     start_weights = None
     if tasks:

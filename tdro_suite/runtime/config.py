@@ -53,6 +53,12 @@ class DataConfig(CommandConfig):
         [], "Task manifest, folder or .jsonl(.gz) file; repeatable (default: the bundled mixture). "
         "A resume checks the tasks' names, sizes and files, not these paths."
     )
+    tasks: str | None = Field(
+        None,
+        description="A task manifest (e.g. configs/paper/tdro-tasks.json) describing the files of the data "
+        "folder(s) given: names, instructions, symmetry. Without one, a folder's own tasks.json is used; a "
+        "folder without it gets no instructions and asymmetric tasks.",
+    )
     max_examples_per_task: PositiveInt | None = Field(None, description="Read at most this many examples per task.")
     use_instructions: bool = Field(True, description="Put each task's instruction in the query prompt.")
     hard_negatives: NonNegativeInt = Field(1, description="Hard negatives per query.")

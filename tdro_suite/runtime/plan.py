@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tdro_suite.common.errors import ConfigError, DataError
-from tdro_suite.data.tasks import count_task_examples, load_tasks
+from tdro_suite.data.tasks import count_task_examples, training_tasks
 from tdro_suite.data.types import TaskInfo
 from tdro_suite.modeling.resolve import locate_model
 from tdro_suite.runtime.config import ModelConfig, OptimConfig, RunConfig, TrainingConfig
@@ -230,11 +230,16 @@ class SizedTask:
     examples: int | None
 
 
-def plan_tasks(plan: Plan, paths: Sequence[str | Path], limit: int | None) -> list[SizedTask] | None:
-    """The tasks `paths` name, each sized without parsing its examples; missing or empty data is a problem."""
-    shown = ", ".join(str(p) for p in paths)
+def plan_tasks(
+    plan: Plan, paths: Sequence[str | Path], limit: int | None, manifest: str | None = None
+) -> list[SizedTask] | None:
+    """The tasks `paths` name (default: the bundled mixture), each sized without parsing its examples;
+    missing or empty data is a problem."""
+    shown = ", ".join(str(p) for p in paths) or "the bundled mixture"
+    if manifest is not None:
+        shown += f" described by {manifest}"
     try:
-        tasks = load_tasks(paths)
+        tasks = training_tasks(paths, manifest)
     except DataError as exc:
         plan.add("data", shown)
         plan.fail(f"data: {exc}")

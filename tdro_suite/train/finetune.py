@@ -24,7 +24,7 @@ from rich.table import Table
 from tdro_suite.common.errors import ConfigError, DataError
 from tdro_suite.common.io import atomic_dir, atomic_write_json
 from tdro_suite.data.mixture import Mixture, read_mixture, write_mixture
-from tdro_suite.data.tasks import load_task_examples, load_tasks
+from tdro_suite.data.tasks import load_task_examples, training_tasks
 from tdro_suite.data.types import TaskInfo, TrainExample
 from tdro_suite.modeling.gradcache import gradcache_backward
 from tdro_suite.modeling.losses import InfoNCELoss
@@ -79,9 +79,7 @@ def effective_mixture(tasks: list[TaskInfo], mixture_file: str | None, top_perce
 
 def load_training_data(config: FinetuneConfig) -> TrainingData:
     """The tasks with weight > 0 under the effective mixture, their examples, and the mixture resized to them."""
-    from tdro_suite.bundled import train_dir
-
-    all_tasks = load_tasks(config.data or [train_dir()])
+    all_tasks = training_tasks(config.data, config.tasks)
     mixture = effective_mixture(all_tasks, config.mixture, config.top_percent)
     by_name = {t.name: t for t in all_tasks}
     tasks = [by_name[n] for n in mixture.names]
@@ -151,13 +149,11 @@ def describe_mixture(config: FinetuneConfig, num_tasks: int, mixture: Mixture) -
 
 def plan_finetune(config: FinetuneConfig, layout: Layout | None = None) -> Plan:
     """What `run_finetune(config)` would do, checked without loading weights or joining processes (--dry-run)."""
-    from tdro_suite.bundled import train_dir
-
     layout = layout or launch_layout()
     plan = begin_plan("finetune", config, layout)
     if config.gradcache:
         plan.add("gradcache", f"embeds in chunks of {config.gradcache_chunk_size} texts")
-    sized = plan_tasks(plan, config.data or [train_dir()], config.max_examples_per_task)
+    sized = plan_tasks(plan, config.data, config.max_examples_per_task, config.tasks)
     tasks = [s.info for s in sized] if sized is not None else []
     mixture = None
     if tasks:
