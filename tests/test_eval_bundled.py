@@ -13,7 +13,7 @@ from tdro_suite.evaluation.harness import evaluate
 
 def bundled_or_skip(kind: str):
     try:
-        return load_benchmark(kind)
+        return load_benchmark(f"bundled:{kind}")
     except DataError as exc:
         if "No bundled benchmark" in str(exc) or "No bundled" in str(exc):
             pytest.skip(f"bundled {kind} benchmark not built yet ({exc})")
@@ -56,6 +56,6 @@ def test_minilm_finds_answers_on_the_bundled_miracl(minilm, tmp_path, monkeypatc
     """Real behaviour on real text; one small language keeps this quick on 2 cores."""
     bundled_or_skip("miracl")
     monkeypatch.setenv("TDRO_CACHE_DIR", str(tmp_path / "cache"))
-    results = evaluate(minilm, load_benchmark("miracl", langs=["de"]), show_progress=False)
+    results = evaluate(minilm, load_benchmark("bundled:miracl", langs=["de"]), show_progress=False)
     # random ranking: ~0.04 (about one relevant passage among 110); English MiniLM on German: ~0.17
     assert results["average"]["ndcg@10"] > 0.1

@@ -138,4 +138,4 @@ def test_shipped_eval_configs_validate(path):
     from tdro_suite.evaluation.config import EvalConfig
 
     cfg = load_config(EvalConfig, path)
-    assert cfg.bench in ("beir", "miracl", "mkqa") and cfg.model == "minilm"
+    assert cfg.bench in ("bundled:beir", "bundled:miracl", "bundled:mkqa") and cfg.model == "minilm"

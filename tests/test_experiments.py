@@ -119,7 +119,7 @@ def test_summary_mean_std_and_cli_presets() -> None:
     (row,) = mc.summarize(records, ["uniform"], ["miracl"])
     assert row.n == 2 and mc.mean_std(row) == "30.00 ± 14.14"
     smoke = mc.parse_args(["--smoke"])
-    assert smoke.seeds == [42] and smoke.benchmarks == ["miracl"] and smoke.out == mc.SMOKE_OUT
+    assert smoke.seeds == [42] and smoke.benchmarks == ["bundled:miracl"] and smoke.out == mc.SMOKE_OUT
     assert smoke.finetune_steps == smoke.optimize_steps == smoke.reference_steps == mc.SMOKE_STEPS
     full = mc.parse_args(["--conditions", "uniform,tdro-top70", "--seeds", "2"])
     assert full.conditions == ["uniform", "tdro-top70"] and full.seeds == [42, 43] and full.out == mc.DEFAULT_OUT

@@ -6,8 +6,8 @@ Per seed, the uniform reference is trained ONCE and serves every measure that ne
 tDRO run is done once and serves every condition that uses it. Every stage is resumable: a finished
 reference/tDRO run/fine-tune/evaluation under OUT/runs/ is reused, so a killed experiment continues.
 
-    .venv/bin/python eval/experiments/mixture_comparison.py               # 3 seeds, beir + miracl + mkqa
-    .venv/bin/python eval/experiments/mixture_comparison.py --smoke       # tiny steps, 1 seed, miracl only
+    .venv/bin/python eval/experiments/mixture_comparison.py               # 3 seeds, the bundled beir + miracl + mkqa
+    .venv/bin/python eval/experiments/mixture_comparison.py --smoke       # tiny steps, 1 seed, bundled:miracl only
 
 Outputs in OUT (default eval/experiments/results/): results.json (every run's numbers), table.md
 (mean ± std over seeds per condition × benchmark) and plot.png (grouped bars with std error bars).
@@ -42,7 +42,7 @@ DEFAULT_OUT = REPO / "eval" / "experiments" / "results"
 SMOKE_OUT = REPO / "eval" / "experiments" / "results-smoke"
 DEFAULT_OPTIMIZE_CONFIG = REPO / "configs" / "optimize" / "minilm-offline.yaml"
 DEFAULT_FINETUNE_CONFIG = REPO / "configs" / "finetune" / "minilm-offline.yaml"
-DEFAULT_BENCHMARKS = ("beir", "miracl", "mkqa")
+DEFAULT_BENCHMARKS = ("bundled:beir", "bundled:miracl", "bundled:mkqa")
 SMOKE_STEPS = 2
 TOP_PERCENT = 70.0
 RUNS_DIR = "runs"  # git-ignored (runs/ in the repository's .gitignore): models, checkpoints, caches
@@ -560,7 +560,8 @@ def parse_args(argv: Sequence[str] | None = None) -> ExperimentSpec:
     parser.add_argument("--optimize-steps", type=int, default=None, help="override the optimize config's max_steps")
     parser.add_argument("--reference-steps", type=int, default=None, help="override the reference config's max_steps")
     parser.add_argument("--benchmarks", type=_list, default=None,
-                        help="comma list: beir,miracl,mkqa or benchmark folders (default all three; smoke miracl)")
+                        help="comma list: bundled:beir,bundled:miracl,bundled:mkqa, public names or benchmark folders "
+                             "(default the three bundled; smoke bundled:miracl)")
     parser.add_argument("--conditions", type=_list, default=None,
                         help=f"comma list out of {','.join(CONDITIONS)} (default all)")
     parser.add_argument("--optimize-config", type=Path, default=DEFAULT_OPTIMIZE_CONFIG)
@@ -578,7 +579,7 @@ def parse_args(argv: Sequence[str] | None = None) -> ExperimentSpec:
             out=args.out or (SMOKE_OUT if args.smoke else DEFAULT_OUT),
             seeds=[42 + i for i in range(seeds)],
             conditions=args.conditions or list(CONDITIONS),
-            benchmarks=args.benchmarks or (["miracl"] if args.smoke else list(DEFAULT_BENCHMARKS)),
+            benchmarks=args.benchmarks or (["bundled:miracl"] if args.smoke else list(DEFAULT_BENCHMARKS)),
             optimize_config=args.optimize_config,
             finetune_config=args.finetune_config,
             finetune_steps=args.finetune_steps or smoke_steps,

@@ -50,6 +50,7 @@ class Collection:
     answers: dict[str, list[str]] | None = None
     language: str | None = None
     source: str = ""
+    group: str | None = None  # collections averaged into one row first (cqadupstack's 12 forums)
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:
@@ -345,25 +346,37 @@ def detect_kind(path: Path) -> str:
     )
 
 
+BUNDLED_PREFIX = "bundled:"
+
+
 def load_benchmark(
     bench: str | Path, *, split: str | None = None, langs: list[str] | None = None
 ) -> Benchmark:
-    """`beir` / `miracl` / `mkqa` (the bundled copies), `beir:<name>` (public copy, fetched when online)
-    or a PATH in one of the official layouts.
+    """A public benchmark (`miracl`, `miracl-hn`, `mkqa`, `beir`, `beir:<name>`; fetched once, pinned),
+    a bundled stand-in (`bundled:beir|miracl|mkqa`, offline) or a PATH in one of the official layouts.
 
-    `langs` picks MIRACL / MKQA languages or BEIR dataset names; `split` defaults to BEIR test, MIRACL dev.
+    `langs` picks MIRACL / MKQA languages or BEIR dataset names; `split` defaults to BEIR test
+    (MS MARCO dev), MIRACL dev.
     """
+    from tdro_suite.evaluation.public import PUBLIC_NAMES, is_public_beir
+
     text = str(bench)
-    if text in KINDS:
-        kind, path = text, benchmark_dir(text)
-    elif text.startswith("beir:"):  # the public copy, downloaded once when online
+    name = text.removeprefix(BUNDLED_PREFIX)
+    if text.startswith(BUNDLED_PREFIX) and name in KINDS:
+        kind, path = name, benchmark_dir(name)
+    elif text.startswith(BUNDLED_PREFIX):
+        raise DataError(f"'{text}': the bundled benchmarks are {', '.join(BUNDLED_PREFIX + k for k in KINDS)}.")
+    elif text in PUBLIC_NAMES or (text.startswith("beir:") and is_public_beir(text.removeprefix("beir:"))):
+        return load_public(text, split=split, langs=langs)
+    elif text.startswith("beir:"):  # another BEIR zip, downloaded once when online
         kind, path = "beir", fetch_beir(text.removeprefix("beir:"))
     else:
         path = Path(text).expanduser()
         if not path.exists():
             raise DataError(
-            f"Benchmark '{text}' is neither {', '.join(KINDS)}, beir:<name> (downloaded), nor an existing folder."
-        )
+                f"Benchmark '{text}' is neither a public benchmark ({', '.join(PUBLIC_NAMES)}, beir:<name>), "
+                f"a bundled one ({', '.join(BUNDLED_PREFIX + k for k in KINDS)}), nor an existing folder."
+            )
         kind = detect_kind(path)
     split = split or DEFAULT_SPLIT[kind]
     if kind == "beir":
@@ -372,6 +385,24 @@ def load_benchmark(
         benchmark = load_miracl(path, split, langs)
     else:
         benchmark = load_mkqa(path, langs)
-    if text in KINDS:
+    if text.startswith(BUNDLED_PREFIX):
         benchmark.name = text
     return benchmark
+
+
+def load_public(bench: str, *, split: str | None = None, langs: list[str] | None = None) -> Benchmark:
+    """Fetch (once) and load a public benchmark; see `tdro_suite.evaluation.public`."""
+    from tdro_suite.evaluation.public import fetch_public
+
+    kind = "beir" if bench.startswith("beir") else "mkqa" if bench == "mkqa" else "miracl"
+    fetched = fetch_public(bench, None if kind == "mkqa" else langs)
+    collections: list[Collection] = []
+    for public, folder in fetched:
+        if public.kind == "mkqa":
+            collections += load_mkqa(folder, langs).collections
+            continue
+        collection = load_beir_dataset(folder, split or public.split)
+        collection.name, collection.language, collection.group = public.name, public.language, public.group
+        collections.append(collection)
+    splits = sorted({c.split for c, _ in fetched})
+    return Benchmark(bench, kind, split or "/".join(splits), collections, "public")

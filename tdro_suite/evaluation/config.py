@@ -8,9 +8,10 @@ from tdro_suite.index.config import SearchKnobsConfig
 
 
 class EvalConfig(SearchKnobsConfig):
-    """A model on a benchmark (beir | miracl | mkqa = the bundled copies, or a folder in an official layout)."""
+    """A model on a benchmark: public (fetched once, pinned), bundled (offline) or a folder in an official layout."""
 
-    bench: str = Field(description="beir | miracl | mkqa (the bundled copies) or a benchmark folder.")
+    bench: str = Field(description="miracl | miracl-hn | mkqa | beir | beir:<name> (public, fetched once), "
+                       "bundled:miracl | bundled:mkqa | bundled:beir (offline stand-ins), or a benchmark folder.")
     model: str = "minilm"
     split: str | None = Field(None, description="Qrels split; default: BEIR test, MIRACL dev.")
     langs: list[str] | None = Field(None, description="MIRACL/MKQA languages or BEIR datasets, comma-separated; "

@@ -166,6 +166,7 @@ def evaluate_collection(
 
     out: dict[str, Any] = {
         "language": collection.language,
+        **({"group": collection.group} if collection.group else {}),
         "documents": len(collection.corpus),
         "queries": len(qids),
     }
@@ -196,16 +197,20 @@ def evaluate_collection(
 
 
 def average_metrics(collections: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """Unweighted mean over collections of every metric all of them report."""
+    """Unweighted mean over collections of every metric all of them report.
+
+    Collections of one `group` (cqadupstack's 12 forums) are averaged first and count as one, as
+    BEIR reports cqadupstack; without groups this is the plain mean.
+    """
     if not collections:
         return {}
+    rows: dict[str, list[dict[str, float]]] = {}
+    for name, entry in collections.items():
+        rows.setdefault(entry.get("group") or name, []).append(entry["metrics"])
     shared = set.intersection(*(set(c["metrics"]) for c in collections.values()))
     first = next(iter(collections.values()))["metrics"]
-    return {
-        name: round(sum(c["metrics"][name] for c in collections.values()) / len(collections), 6)
-        for name in first
-        if name in shared
-    }
+    units = [{m: sum(r[m] for r in group) / len(group) for m in shared} for group in rows.values()]
+    return {name: round(sum(u[name] for u in units) / len(units), 6) for name in first if name in shared}
 
 
 def markdown_table(results: dict[str, Any]) -> str:
@@ -268,7 +273,7 @@ def evaluate_model(
     encoder = None
     results: dict[str, dict[str, Any]] = {}
     for bench in benchmarks:
-        folder = Path(out_root) / Path(bench).name
+        folder = Path(out_root) / Path(bench).name.replace(":", "-")
         saved = folder / RESULTS_JSON
         if reuse and saved.is_file():
             results[bench] = json.loads(saved.read_text(encoding="utf-8"))

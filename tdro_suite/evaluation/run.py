@@ -34,3 +34,31 @@ def run_eval(cfg: EvalConfig) -> tuple[dict[str, Any], Path]:
         out_dir=out_dir,
     )
     return results, out_dir
+
+
+def plan_eval(cfg: EvalConfig) -> tuple[list[str], str | None]:
+    """`eval --dry-run`: what the benchmark needs (cached, or what would be fetched) and why it would fail."""
+    from tdro_suite.evaluation.public import (
+        PUBLIC_NAMES,
+        hub_offline,
+        is_public_beir,
+        mirror_root,
+        offline_message,
+        plan_lines,
+        public_collections,
+        reachable,
+    )
+
+    bench = cfg.bench
+    if not (bench in PUBLIC_NAMES or (bench.startswith("beir:") and is_public_beir(bench[5:]))):
+        from tdro_suite.evaluation.benchmarks import load_benchmark
+
+        loaded = load_benchmark(bench, split=cfg.split, langs=cfg.langs)
+        return [f"{bench}: local, {len(loaded.collections)} collections; nothing to fetch."], None
+    collections = public_collections(bench, None if bench == "mkqa" else cfg.langs)
+    lines = plan_lines(bench, collections)
+    missing = [c for c in collections if not c.is_cached()]
+    if not missing or mirror_root() is not None:
+        return lines, None
+    reason = "HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set" if hub_offline() else reachable()
+    return lines, offline_message(bench, missing, reason) if reason else None

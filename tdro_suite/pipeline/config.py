@@ -22,12 +22,13 @@ class PipelineConfig(CommandConfig):
     )
     top_percent: float = Field(70.0, gt=0, le=100, description="Tasks kept by weight, in percent (top-percent).")
     benchmarks: list[str] = Field(
-        default_factory=lambda: ["beir", "miracl", "mkqa"], description="Benchmarks the fine-tuned model is scored on."
+        default_factory=lambda: ["bundled:beir", "bundled:miracl", "bundled:mkqa"],
+        description="Benchmarks the fine-tuned model is scored on (the bundled ones run offline)."
     )
     base_benchmarks: list[str] | None = Field(
         None, description="Benchmarks on which the untrained base model is scored too (default: all; 'none': none)."
     )
-    index_benchmark: str = Field("mkqa", description="Whose corpus becomes the served search index.")
+    index_benchmark: str = Field("bundled:mkqa", description="Whose corpus becomes the served search index.")
     index_type: str = "flat"
     eval_batch_size: PositiveInt = Field(64, description="Texts per forward pass while evaluating.")
     resume: bool = Field(True, description="Reuse finished stages in output_dir (each stage resumes itself).")
