@@ -219,3 +219,71 @@ def test_average_without_groups_is_the_plain_mean():
 
     rows = {name: {"metrics": {"ndcg@10": v}} for name, v in [("a", 0.1), ("b", 0.2), ("c", 0.7)]}
     assert average_metrics(rows) == {"ndcg@10": round((0.1 + 0.2 + 0.7) / 3, 6)}
+
+
+# ---------------------------------------------------------------- instructions end to end
+class Recording(BagOfWords):
+    """Records the instruction each query batch is encoded with."""
+
+    def __init__(self, instructions: Any = None) -> None:
+        self.instructions = instructions
+        self.seen: list[str | None] = []
+
+    def encode_queries(self, texts: str | Sequence[str], instruction: str | None = None, **kw: Any) -> np.ndarray:
+        self.seen.append(instruction)
+        return self.encode(texts)
+
+
+def test_instructions_are_the_e5_mistral_ones_mteb_carries():
+    mteb = pytest.importorskip("mteb")
+    tasks = {"arguana": "ArguAna", "climate-fever": "ClimateFEVER", "dbpedia-entity": "DBPedia", "fever": "FEVER",
+             "fiqa": "FiQA2018", "hotpotqa": "HotpotQA", "msmarco": "MSMARCO", "nfcorpus": "NFCorpus", "nq": "NQ",
+             "quora": "QuoraRetrieval", "scidocs": "SCIDOCS", "scifact": "SciFact", "trec-covid": "TRECCOVID",
+             "webis-touche2020": "Touche2020"}
+    for name, task in tasks.items():
+        assert public.BEIR_INSTRUCTIONS[name] == mteb.get_task(task).metadata.prompt["query"], name
+    assert mteb.get_task("MIRACLRetrieval").metadata.prompt["query"] == public.QA_INSTRUCTION
+    assert all(c.instruction for c in public.public_collections("beir") + public.public_collections("miracl"))
+    assert public.public_collections("mkqa")[0].instruction == public.QA_INSTRUCTION
+
+
+def test_eval_applies_the_dataset_instruction_only_to_models_that_use_instructions(mirror):
+    from tdro_suite.modeling.prompts import InstructionFormat
+
+    write_repo(mirror, "mteb/MIRACLRetrieval", retrieval("de-", "dev", DOCS, QUERIES, QRELS))
+    trained, plain, told = Recording(InstructionFormat()), Recording(), Recording(InstructionFormat())
+    results = evaluate(trained, "miracl", langs=["de"], use_cache=False, show_progress=False)
+    assert trained.seen == [public.QA_INSTRUCTION]
+    assert results["collections"]["de"]["instruction"] == public.QA_INSTRUCTION
+    evaluate(plain, "miracl", langs=["de"], use_cache=False, show_progress=False)
+    assert plain.seen == [None]  # MiniLM-like: no instruction
+    evaluate(told, "miracl", langs=["de"], instruction="Find it", use_cache=False, show_progress=False)
+    assert told.seen == ["Find it"]  # --instruction overrides
+    bundled = Recording(InstructionFormat())
+    bench = load_benchmark("bundled:miracl", langs=["de"])
+    bench.collections[0].queries = dict(list(bench.collections[0].queries.items())[:2])
+    evaluate(bundled, bench, use_cache=False, show_progress=False)
+    assert bundled.seen == [None]  # the bundled stand-ins carry no instruction: their numbers stay as they were
+
+
+def test_a_model_saves_how_it_reads_instructions_and_serve_uses_it(tiny_encoder_dir, tmp_path):
+    from tdro_suite.modeling import Encoder
+    from tdro_suite.modeling.prompts import INSTRUCTIONS_FILE, InstructionFormat
+    from tdro_suite.serve.metrics import ServeMetrics
+    from tdro_suite.serve.service import Service
+    from tdro_suite.serve.settings import ServeSettings
+
+    plain = Encoder.from_pretrained(tiny_encoder_dir, device="cpu", max_length=32)
+    assert plain.instructions is None and plain.prompts["query"] == ""
+    plain.instructions = InstructionFormat("Task: {instruction}\n", "none", "Find passages")
+    plain.save(tmp_path / "model")
+    assert json.loads((tmp_path / "model" / INSTRUCTIONS_FILE).read_text())["query_template"] == "Task: {instruction}\n"
+    loaded = Encoder.from_pretrained(tmp_path / "model", device="cpu", max_length=32)
+    assert loaded.instructions == plain.instructions
+    assert loaded.query_prompt_for("Answer it") == "Task: Answer it\n"
+    assert loaded.prompts["query"] == "Task: Find passages\n"  # the default instruction, without --instruction
+    service = Service(ServeSettings(model=str(tmp_path / "model")), ServeMetrics(), encoder=loaded)
+    service.state = "ready"
+    assert service.prompt_for("query", None) == "Task: Find passages\n"
+    assert service.prompt_for("query", "Answer it") == "Task: Answer it\n"
+    assert service.prompt_for("passage", None) == ""

@@ -51,6 +51,7 @@ class Collection:
     language: str | None = None
     source: str = ""
     group: str | None = None  # collections averaged into one row first (cqadupstack's 12 forums)
+    instruction: str | None = None  # the dataset's query instruction, for models that use instructions
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:
@@ -399,10 +400,13 @@ def load_public(bench: str, *, split: str | None = None, langs: list[str] | None
     collections: list[Collection] = []
     for public, folder in fetched:
         if public.kind == "mkqa":
-            collections += load_mkqa(folder, langs).collections
+            for collection in load_mkqa(folder, langs).collections:
+                collection.instruction = public.instruction
+                collections.append(collection)
             continue
         collection = load_beir_dataset(folder, split or public.split)
         collection.name, collection.language, collection.group = public.name, public.language, public.group
+        collection.instruction = public.instruction
         collections.append(collection)
     splits = sorted({c.split for c, _ in fetched})
     return Benchmark(bench, kind, split or "/".join(splits), collections, "public")

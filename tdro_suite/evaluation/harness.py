@@ -154,6 +154,7 @@ def evaluate_collection(
     )
 
     qids = list(collection.queries)
+    instruction = query_instruction(encoder, collection, instruction)
     started = time.perf_counter()
     query_vectors = encoder.encode_queries(
         [collection.queries[q] for q in qids], instruction=instruction, batch_size=batch_size,
@@ -166,6 +167,7 @@ def evaluate_collection(
 
     out: dict[str, Any] = {
         "language": collection.language,
+        **({"instruction": instruction} if instruction is not None else {}),
         **({"group": collection.group} if collection.group else {}),
         "documents": len(collection.corpus),
         "queries": len(qids),
@@ -194,6 +196,14 @@ def evaluate_collection(
         "search_s": round(search_s, 4),
     }
     return out
+
+
+def query_instruction(encoder: EmbeddingModel, collection: Collection, explicit: str | None) -> str | None:
+    """`--instruction` when given; else the dataset's own instruction, but only for a model that saved an
+    instruction format (trained with instructions); a model without one (MiniLM) gets none."""
+    if explicit is not None:
+        return explicit
+    return collection.instruction if getattr(encoder, "instructions", None) is not None else None
 
 
 def average_metrics(collections: dict[str, dict[str, Any]]) -> dict[str, float]:

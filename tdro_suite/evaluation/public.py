@@ -77,6 +77,27 @@ CQADUPSTACK = {
     "webmasters": ("mteb/cqadupstack-webmasters", "160c094312a0e1facb97e55eeddb698c0abe3571"),
     "wordpress": ("mteb/cqadupstack-wordpress", "4ffe81d471b1924886b33c7567bfb200e9eec5c4"),
 }
+# Query instructions of E5-Mistral (Wang et al., 2024, Table 13), which tDRO's evaluation uses too; mteb's
+# task prompts carry the same texts (tests/test_eval_public.py compares them).
+QA_INSTRUCTION = "Given a question, retrieve Wikipedia passages that answer the question"
+BEIR_INSTRUCTIONS = {
+    "arguana": "Given a claim, find documents that refute the claim",
+    "climate-fever": "Given a claim about climate change, retrieve documents that support or refute the claim",
+    "dbpedia-entity": "Given a query, retrieve relevant entity descriptions from DBPedia",
+    "fever": "Given a claim, retrieve documents that support or refute the claim",
+    "fiqa": "Given a financial question, retrieve user replies that best answer the question",
+    "hotpotqa": "Given a multi-hop question, retrieve documents that can help answer the question",
+    "msmarco": "Given a web search query, retrieve relevant passages that answer the query",
+    "nfcorpus": "Given a question, retrieve relevant documents that best answer the question",
+    "nq": QA_INSTRUCTION,
+    "quora": "Given a question, retrieve questions that are semantically equivalent to the given question",
+    "scidocs": "Given a scientific paper title, retrieve paper abstracts that are cited by the given paper",
+    "scifact": "Given a scientific claim, retrieve documents that support or refute the claim",
+    "trec-covid": "Given a query on COVID-19, retrieve documents that answer the query",
+    "webis-touche2020": "Given a question, retrieve detailed and persuasive arguments that answer the question",
+    "cqadupstack": "Given a question, retrieve detailed question descriptions from Stackexchange that are duplicates "
+                   "to the given question",
+}
 PUBLIC_NAMES = ("miracl", "miracl-hn", "mkqa", "beir")
 BUNDLED_OFFLINE = {"miracl": "bundled:miracl", "miracl-hn": "bundled:miracl", "mkqa": "bundled:mkqa",
                    "beir": "bundled:beir"}
@@ -115,6 +136,7 @@ class PublicCollection:
     language: str | None = None
     size: str = ""
     group: str | None = None  # cqadupstack forums are averaged into this row
+    instruction: str | None = None  # applied to models that use instructions (`InstructionFormat`)
 
     def folder(self, root: Path | None = None) -> Path:
         return (root or cache_dir("benchmarks", "public")) / self.bench / self.name
@@ -138,18 +160,21 @@ def public_collections(bench: str, names: list[str] | None = None) -> list[Publi
         for lang in MIRACL_LANGS:
             size = f"{MIRACL_PASSAGES[lang]:,} passages" if bench == "miracl" else "hard-negative pool"
             out.append(PublicCollection(bench, lang, "beir", "dev", _beir_parts(repo, revision, "dev", f"{lang}-"),
-                                        language=lang, size=size))
+                                        language=lang, size=size, instruction=QA_INSTRUCTION))
     elif bench == "mkqa":
         out.append(PublicCollection("mkqa", "mkqa", "mkqa", "test",
                                     (UrlPart(MKQA_URL), HubPart(*NQ, "corpus", "corpus")),
-                                    size="10,000 questions x 26 languages; NQ corpus 2,681,468 passages"))
+                                    size="10,000 questions x 26 languages; NQ corpus 2,681,468 passages",
+                                    instruction=QA_INSTRUCTION))
     elif bench == "beir" or bench.startswith("beir:"):
         wanted = [bench.removeprefix("beir:")] if bench.startswith("beir:") else None
         for name, (repo, revision, split) in BEIR.items():
-            out.append(PublicCollection("beir", name, "beir", split, _beir_parts(repo, revision, split)))
+            out.append(PublicCollection("beir", name, "beir", split, _beir_parts(repo, revision, split),
+                                        instruction=BEIR_INSTRUCTIONS[name]))
         for forum, (repo, revision) in CQADUPSTACK.items():
             out.append(PublicCollection("beir", f"cqadupstack-{forum}", "beir", "test",
-                                        _beir_parts(repo, revision, "test"), group="cqadupstack"))
+                                        _beir_parts(repo, revision, "test"), group="cqadupstack",
+                                        instruction=BEIR_INSTRUCTIONS["cqadupstack"]))
         if wanted:
             names = [*(names or []), *wanted]
     else:

@@ -32,7 +32,7 @@ from tdro_suite.modeling.pooling import (
     pooling_for_config,
     pooling_from_sentence_transformers,
 )
-from tdro_suite.modeling.prompts import query_prompt
+from tdro_suite.modeling.prompts import InstructionFormat, query_prompt
 from tdro_suite.modeling.resolve import resolve_model
 from tdro_suite.modeling.tokens import ensure_eos_appended
 
@@ -56,6 +56,8 @@ class Encoder(torch.nn.Module):
         max_length: tokens per text after truncation (EOS included).
         prompts: prefixes by name: "query" (instruction for queries) and "passage" (usually empty).
         name: where the model came from (alias, hub id or folder), recorded in index manifests.
+        instructions: how the model reads instructions (saved beside it as `tdro_instructions.json`);
+            None for a model trained without them, which then gets no benchmark instruction.
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class Encoder(torch.nn.Module):
         normalize: bool = True,
         prompts: dict[str, str] | None = None,
         name: str = "",
+        instructions: InstructionFormat | None = None,
     ) -> None:
         super().__init__()
         if pooling not in POOLING_MODES:
@@ -79,6 +82,7 @@ class Encoder(torch.nn.Module):
         self.normalize = normalize
         self.prompts = {"query": "", "passage": "", **(prompts or {})}
         self.name = name
+        self.instructions = instructions
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
         if pooling == "lasttoken":
@@ -128,13 +132,18 @@ class Encoder(torch.nn.Module):
         st = _read_sentence_transformers_meta(folder)
         mode = pooling or pooling_from_sentence_transformers(folder) or pooling_for_config(config)
         length = max_length or st.get("max_seq_length") or _default_max_length(tokenizer, config)
+        instructions = InstructionFormat.load(folder)
+        saved_prompts = {**st.get("prompts", {}), **(prompts or {})}
+        if instructions is not None and instructions.default_instruction and not saved_prompts.get("query"):
+            saved_prompts["query"] = instructions.query_prompt(instructions.default_instruction)
         enc = cls(
             backbone,
             tokenizer,
             pooling=mode,
             max_length=length,
-            prompts={**st.get("prompts", {}), **(prompts or {})},
+            prompts=saved_prompts,
             name=str(name_or_path),
+            instructions=instructions,
         )
         enc.to(torch_device)
         enc.eval()
@@ -241,10 +250,17 @@ class Encoder(torch.nn.Module):
         return out
 
     def encode_queries(self, texts: str | Sequence[str], instruction: str | None = None, **kw: Any) -> np.ndarray:
-        """Queries get the instruction prompt (or the model's default query prompt when none is given)."""
+        """Queries get the instruction prompt, in the model's own template when it saved one (or the model's
+        default query prompt when no instruction is given)."""
         if instruction is not None:
-            return self.encode(texts, prompt=query_prompt(instruction), **kw)
+            return self.encode(texts, prompt=self.query_prompt_for(instruction), **kw)
         return self.encode(texts, prompt_name="query", **kw)
+
+    def query_prompt_for(self, instruction: str | None) -> str:
+        """The query prefix for `instruction`: the saved template, else the E5-Mistral one."""
+        if self.instructions is not None:
+            return self.instructions.query_prompt(instruction)
+        return query_prompt(instruction)
 
     def encode_passages(self, texts: str | Sequence[str], **kw: Any) -> np.ndarray:
         return self.encode(texts, prompt_name="passage", **kw)
@@ -296,6 +312,8 @@ class Encoder(torch.nn.Module):
         self.backbone.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         _write_sentence_transformers_meta(path, self)
+        if self.instructions is not None:
+            self.instructions.save(path)
         return path
 
 

@@ -6,6 +6,10 @@ A query becomes "Instruct: {task}\nQuery: {query}"; passages get no prompt. Symm
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
 
 def query_prompt(instruction: str | None) -> str:
     """The prefix placed before a query; empty when there is no instruction."""
@@ -15,3 +19,38 @@ def query_prompt(instruction: str | None) -> str:
 def passage_prompt(instruction: str | None, symmetric: bool) -> str:
     """Passages get the query prompt only for symmetric tasks."""
     return query_prompt(instruction) if symmetric else ""
+
+
+INSTRUCTIONS_FILE = "tdro_instructions.json"
+QUERY_TEMPLATE = "Instruct: {instruction}\nQuery: "
+
+
+@dataclass(frozen=True)
+class InstructionFormat:
+    """How a model was trained to read instructions, saved in its folder (`tdro_instructions.json`) so that
+    `eval` and `serve` prompt it the same way without `--instruction`.
+
+    `query_template` formats the query prefix; `passages` is "none" (passages unprompted, asymmetric
+    retrieval) or "symmetric" (symmetric tasks put the query prompt on passages too); `default_instruction`
+    is used where a benchmark or request names none. A model without this file (MiniLM) uses no
+    instruction unless one is passed explicitly.
+    """
+
+    query_template: str = QUERY_TEMPLATE
+    passages: str = "symmetric"
+    default_instruction: str | None = None
+
+    def query_prompt(self, instruction: str | None) -> str:
+        return self.query_template.format(instruction=instruction) if instruction else ""
+
+    def save(self, folder: Path) -> None:
+        (folder / INSTRUCTIONS_FILE).write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> InstructionFormat | None:
+        """The folder's format, or None for a model trained without instructions."""
+        path = folder / INSTRUCTIONS_FILE
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(**{k: v for k, v in data.items() if k in {f.name for f in fields(cls)}})

@@ -179,7 +179,10 @@ class Service:
             raise ApiError(422, "'instruction' applies to queries only: set input_type to 'query'.",
                            param="instruction", code="invalid_value")
         if kind == "query":
-            return query_prompt(instruction) if instruction is not None else encoder.prompts.get("query", "")
+            if instruction is None:
+                return encoder.prompts.get("query", "")
+            saved = getattr(encoder, "instructions", None)  # the model's own template, when it saved one
+            return saved.query_prompt(instruction) if saved is not None else query_prompt(instruction)
         if kind == "passage":
             return encoder.prompts.get("passage", "")
         return ""
