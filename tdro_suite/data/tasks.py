@@ -225,6 +225,16 @@ def training_tasks(data: Sequence[str | Path], manifest: str | Path | None = Non
     return load_tasks([train_dir()])
 
 
+def task_examples(task: TaskInfo, *, limit: int | None = None, seed: int = 0) -> Sequence[TrainExample]:
+    """What training reads: a file task Arrow-backed (validated and converted once, then memory-mapped;
+    `limit` = a sample of that many rows drawn with `seed`); a streamed `hf:` task in memory (first `limit`)."""
+    if split_hf_path(task.path) is not None:
+        return load_task_examples(task, limit=limit)
+    from tdro_suite.data.arrow import arrow_task_examples
+
+    return arrow_task_examples(task, limit=limit, seed=seed)
+
+
 def count_task_examples(task: TaskInfo) -> int | None:
     """How many examples a task's file holds, counted by lines without parsing them (None for a streamed
     `hf:` task, whose size is known only by reading it)."""

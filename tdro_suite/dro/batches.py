@@ -22,7 +22,8 @@ from fractions import Fraction
 import torch
 
 from tdro_suite.common.errors import DataError
-from tdro_suite.data.tasks import load_task_examples
+from tdro_suite.data.arrow import ArrowExamples
+from tdro_suite.data.tasks import task_examples
 from tdro_suite.data.types import TaskInfo, TrainExample
 from tdro_suite.modeling.prompts import passage_prompt, query_prompt
 
@@ -32,7 +33,7 @@ class TaskData:
     """One task (a tDRO group) in memory, with the prompts its texts get."""
 
     info: TaskInfo
-    examples: tuple[TrainExample, ...]
+    examples: Sequence[TrainExample]
     query_prefix: str
     passage_prefix: str
 
@@ -51,14 +52,19 @@ def load_task_data(
     *,
     use_instructions: bool = True,
     limit: int | None = None,
+    seed: int = 0,
 ) -> list[TaskData]:
-    """Read every task; an empty task or an example without hard negatives is a `DataError`."""
+    """Open every task (Arrow-backed, `limit` = a sample seeded with `seed`); an empty task or an example
+    without hard negatives is a `DataError`."""
     out = []
     for task in tasks:
-        examples = tuple(load_task_examples(task, limit=limit))
+        examples = task_examples(task, limit=limit, seed=seed)
         if not examples:
             raise DataError(f"{task.path}: task '{task.name}' has no examples.")
-        without = sum(1 for e in examples if not e.negatives)
+        if isinstance(examples, ArrowExamples):
+            without = int((examples.negative_counts() == 0).sum())
+        else:
+            without = sum(1 for e in examples if not e.negatives)
         if without:
             raise DataError(
                 f"{task.path}: task '{task.name}': {without} of {len(examples)} examples have no hard negatives; "

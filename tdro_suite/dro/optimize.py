@@ -262,7 +262,9 @@ def _run_optimize(cfg: OptimizeConfig, console: Console) -> OptimizeResult:
     start_weights = initial_weights(cfg, tasks)
     run_dir = RunDir(cfg.output_dir, accelerator)
     run_dir.prepare(resume=cfg.resume, overwrite=cfg.overwrite, outputs=(WEIGHTS_FILE,))
-    task_data = load_task_data(tasks, use_instructions=cfg.use_instructions, limit=cfg.max_examples_per_task)
+    task_data = load_task_data(
+        tasks, use_instructions=cfg.use_instructions, limit=cfg.max_examples_per_task, seed=cfg.seed
+    )
     tasks = [t.info for t in task_data]
     reference_path = reference_model_path(cfg, run_dir.path, tasks, out)
     set_seed(cfg.seed)

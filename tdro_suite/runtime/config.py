@@ -59,7 +59,9 @@ class DataConfig(CommandConfig):
         "folder(s) given: names, instructions, symmetry. Without one, a folder's own tasks.json is used; a "
         "folder without it gets no instructions and asymmetric tasks.",
     )
-    max_examples_per_task: PositiveInt | None = Field(None, description="Read at most this many examples per task.")
+    max_examples_per_task: PositiveInt | None = Field(
+        None, description="Use a sample of this many examples per task (drawn with the seed; not the first N)."
+    )
     use_instructions: bool = Field(True, description="Put each task's instruction in the query prompt.")
     hard_negatives: NonNegativeInt = Field(1, description="Hard negatives per query.")
     query_max_length: PositiveInt = Field(128, description="Query tokens (longer queries are truncated).")

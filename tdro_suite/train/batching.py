@@ -56,6 +56,12 @@ def pick_passages(
         return chosen
     pool = list(example.negatives)
     if not pool:
+        ids = getattr(fallback, "query_ids", None)  # Arrow-backed: the same picks without decoding every row
+        if ids is not None:
+            keep = np.flatnonzero(ids() != example.query_id)
+            rows = keep if len(keep) else np.arange(len(fallback))
+            picks = rng.integers(len(rows), size=hard_negatives)
+            return chosen + [fallback[int(rows[i])].positives[0] for i in picks]
         others = [ex for ex in fallback if ex.query_id != example.query_id] or list(fallback)
         picks = rng.integers(len(others), size=hard_negatives)
         return chosen + [others[int(i)].positives[0] for i in picks]

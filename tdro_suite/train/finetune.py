@@ -13,6 +13,7 @@ plan's shared parts are the training core, `tdro_suite.runtime`.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from rich.table import Table
 from tdro_suite.common.errors import ConfigError, DataError
 from tdro_suite.common.io import atomic_dir, atomic_write_json
 from tdro_suite.data.mixture import Mixture, read_mixture, write_mixture
-from tdro_suite.data.tasks import load_task_examples, training_tasks
+from tdro_suite.data.tasks import task_examples, training_tasks
 from tdro_suite.data.types import TaskInfo, TrainExample
 from tdro_suite.modeling.gradcache import gradcache_backward
 from tdro_suite.modeling.losses import InfoNCELoss
@@ -60,7 +61,7 @@ class TrainingData:
     """The tasks that take part (weight > 0), their examples, and the effective mixture over them."""
 
     tasks: list[TaskInfo]
-    examples: list[list[TrainExample]]
+    examples: list[Sequence[TrainExample]]
     mixture: Mixture
 
 
@@ -83,7 +84,7 @@ def load_training_data(config: FinetuneConfig) -> TrainingData:
     mixture = effective_mixture(all_tasks, config.mixture, config.top_percent)
     by_name = {t.name: t for t in all_tasks}
     tasks = [by_name[n] for n in mixture.names]
-    examples = [load_task_examples(t, limit=config.max_examples_per_task) for t in tasks]
+    examples = [task_examples(t, limit=config.max_examples_per_task, seed=config.seed) for t in tasks]
     for task, rows in zip(tasks, examples, strict=True):
         if not rows:
             raise DataError(f"Task '{task.name}' ({task.path}) has no examples.")
