@@ -109,6 +109,22 @@ def test_shards_resume_after_interruption(tiny, tmp_path):
     assert counting.encoded == 7 and load_shards(tmp_path, 7).shape == (7, tiny.dimension)
 
 
+def test_float16_shards_halve_the_disk_and_stay_apart_from_float32(tiny, tmp_path):
+    corpus = docs(12)
+    counting = CountingEncoder(tiny)
+    encode_shards(counting, corpus, tmp_path / "fp32", shard_size=5, show_progress=False)
+    encode_shards(counting, corpus, tmp_path / "fp16", shard_size=5, show_progress=False, dtype="float16")
+    assert np.load(tmp_path / "fp16" / "shard-00000.npy").dtype == np.float16
+    size = {d: sum(np.load(p).nbytes for p in (tmp_path / d).glob("shard-*.npy")) for d in ("fp32", "fp16")}
+    assert size["fp16"] * 2 == size["fp32"]
+    half, full = load_shards(tmp_path / "fp16", 12), load_shards(tmp_path / "fp32", 12)
+    assert half.dtype == np.float32 and np.abs(half - full).max() < 1e-3
+    assert "dtype" not in json.loads((tmp_path / "fp32" / "encoding.json").read_text())  # float32 caches unchanged
+    counting.encoded = 0  # the float16 dtype is part of the folder's identity: float32 re-encodes, never mixes
+    encode_shards(counting, corpus, tmp_path / "fp16", shard_size=5, show_progress=False)
+    assert counting.encoded == 12 and np.load(tmp_path / "fp16" / "shard-00000.npy").dtype == np.float32
+
+
 def test_processes_split_shards_and_merge_to_the_single_process_result(tiny, tmp_path):
     corpus = docs(17)
     for rank in (1, 0):  # what two torchrun processes do (rank 1 may finish first)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, PositiveInt, field_validator
 
 from tdro_suite.index.config import SearchKnobsConfig
@@ -27,6 +29,9 @@ class EvalConfig(SearchKnobsConfig):
                                "outputs/eval/<bench>-<model>.")
     use_cache: bool = Field(True, description="Reuse cached corpus embeddings.")
     shard_size: PositiveInt = Field(8192, description="Corpus documents per cached embedding shard.")
+    embedding_dtype: Literal["float32", "float16"] = Field(
+        "float32", description="Cached corpus embeddings on disk; float16 halves the space (large corpora)."
+    )
 
     @field_validator("langs", "k_values", mode="before")
     @classmethod

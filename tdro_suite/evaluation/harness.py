@@ -81,8 +81,12 @@ def evaluate(
     shard_size: int = DEFAULT_SHARD_SIZE,
     out_dir: str | Path | None = None,
     show_progress: bool = True,
+    embedding_dtype: str = "float32",
 ) -> dict[str, Any]:
-    """Run `encoder` on every collection of `bench`; write results.json/results.md to `out_dir` if given."""
+    """Run `encoder` on every collection of `bench`; write results.json/results.md to `out_dir` if given.
+
+    `embedding_dtype="float16"` caches corpus embeddings at half size (large corpora); float32 by default.
+    """
     benchmark = bench if isinstance(bench, Benchmark) else load_benchmark(bench, split=split, langs=langs)
     by_answers = benchmark.kind == "mkqa"
     ks = sorted(set(k_values or (ANSWER_K if by_answers else QRELS_K)))
@@ -108,7 +112,7 @@ def evaluate(
                 encoder, collection, root / fingerprint, ks=ks, index_type=index_type, batch_size=batch_size,
                 search_params=search_params or {},
                 instruction=instruction, shard_size=shard_size, fingerprint=fingerprint,
-                show_progress=show_progress,
+                show_progress=show_progress, embedding_dtype=embedding_dtype,
             )
     results["average"] = average_metrics(results["collections"])
     results["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -138,13 +142,14 @@ def evaluate_collection(
     shard_size: int,
     fingerprint: str,
     show_progress: bool,
+    embedding_dtype: str = "float32",
 ) -> dict[str, Any]:
     """Encode (or reuse) the corpus, index it, search the queries, score the ranking."""
     work = cache_folder / corpus_hash(collection.corpus)
     started = time.perf_counter()
     written = encode_shards(  # resumes: only shards missing from the cache are encoded
         encoder, collection.corpus, work, batch_size=batch_size, shard_size=shard_size,
-        info=DistInfo(), show_progress=show_progress, fingerprint=fingerprint,
+        info=DistInfo(), show_progress=show_progress, fingerprint=fingerprint, dtype=embedding_dtype,
     )
     embeddings = load_shards(work, len(collection.corpus))
     encode_corpus_s = time.perf_counter() - started

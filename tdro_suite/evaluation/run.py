@@ -31,7 +31,7 @@ def run_eval(cfg: EvalConfig) -> tuple[dict[str, Any], Path]:
     results = evaluate(
         encoder, benchmark, index_type=cfg.index_type, search_params=cfg.search_params(), k_values=cfg.k_values,
         batch_size=cfg.batch_size, instruction=cfg.instruction, use_cache=cfg.use_cache, shard_size=cfg.shard_size,
-        out_dir=out_dir,
+        out_dir=out_dir, embedding_dtype=cfg.embedding_dtype,
     )
     return results, out_dir
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 DEFAULT_SHARD_SIZE = 8192
 META_FILE = "encoding.json"
+SHARD_DTYPES = ("float32", "float16")  # float16 halves the disk (MIRACL-en: ~67 GB instead of ~135 GB at 1024-d)
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,16 @@ def encode_shards(
     info: DistInfo | None = None,
     show_progress: bool = True,
     fingerprint: str | None = None,
+    dtype: str = "float32",
 ) -> int:
-    """Encode this process's missing shards into `folder`; returns how many shards it wrote."""
+    """Encode this process's missing shards into `folder`; returns how many shards it wrote.
+
+    `dtype="float16"` stores the shards at half size (vectors are L2-normalised, so float16 keeps ~3
+    significant digits of each cosine); it is part of the work folder's identity, so a cache of the other
+    dtype is re-encoded rather than mixed. float32 (the default) leaves `encoding.json` as it always was.
+    """
+    if dtype not in SHARD_DTYPES:
+        raise ValueError(f"dtype must be one of {SHARD_DTYPES}, got {dtype!r}")
     info = info or dist_info()
     folder = Path(folder)
     meta = {
@@ -135,6 +144,7 @@ def encode_shards(
         "documents": len(docs),
         "shard_size": shard_size,
         "dimension": int(encoder.dimension),
+        **({"dtype": dtype} if dtype != "float32" else {}),
     }
     prepare_work_dir(folder, meta, info)
     ranges = shard_ranges(len(docs), shard_size)
@@ -157,7 +167,7 @@ def encode_shards(
             texts = [doc.full_text() for doc in docs[start:end]]
             vectors = encoder.encode_passages(texts, batch_size=batch_size, show_progress=False)
             with atomic_path(_shard_path(folder, i)) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, np.asarray(vectors, dtype=np.float32))
+                np.save(fh, np.asarray(vectors, dtype=dtype))
             progress.advance(task, end - start)
     return len(todo)
 
@@ -182,7 +192,7 @@ def load_shards(folder: str | Path, n: int) -> np.ndarray:
         parts.append(part)
     if not parts:
         return np.zeros((0, int(meta["dimension"])), dtype=np.float32)
-    return np.concatenate(parts, axis=0)
+    return np.concatenate(parts, axis=0).astype(np.float32, copy=False)  # FAISS searches float32
 
 
 def encode_corpus(
