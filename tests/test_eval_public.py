@@ -185,6 +185,7 @@ def test_mkqa_replica_from_apples_file_and_the_nq_corpus(mirror):
     assert set(by_lang) == {"en", "de"} and by_lang["en"]["queries"] == 1  # the unanswerable one is filtered out
     assert by_lang["en"]["metrics"]["recall@1"] == 1.0  # "berlin" finds n1
     assert by_lang["de"]["metrics"] == {"recall@1": 0.0, "recall@2": 1.0}  # "paris" finds n2 first
+    assert by_lang["de"]["answer_match"] == "dpr"  # the public protocol; the bundled stand-in keeps its own
 
 
 @pytest.mark.parametrize(("answer", "passage", "hit"), [
@@ -199,6 +200,23 @@ def test_mkqa_replica_from_apples_file_and_the_nq_corpus(mirror):
 ])
 def test_answer_match_hand_cases(answer, passage, hit):
     assert answer_recall([[answer]], [[passage]], [1])["recall@1"] == (1.0 if hit else 0.0)
+
+
+@pytest.mark.parametrize(("answer", "passage", "hit"), [
+    ("Zürich", "He moved to ZÜRICH.", True),
+    ("Zürich", unicodedata.normalize("NFD", "in Zürich"), True),
+    ("Zürich", "in Zurich", False),
+    ("U.S.", "the U.S. army", True),
+    ("U.S.", "the US army", False),  # punctuation is a token of its own in DPR
+    ("1,000", "about 1,000 people", True),
+    ("1,000", "about 1000 people", False),
+    ("42", "in 1942", False),
+    ("The Beatles", "beatles songs", False),  # DPR keeps articles
+    ("The Beatles", "songs by the beatles", True),
+])
+def test_dpr_answer_match_hand_cases(answer, passage, hit):
+    """The public MKQA protocol: DPR's `has_answer` (match type "string"), as BGE-M3's evaluation runs it."""
+    assert answer_recall([[answer]], [[passage]], [1], match="dpr")["recall@1"] == (1.0 if hit else 0.0)
 
 
 @pytest.mark.parametrize("kind", ["beir", "miracl", "mkqa"])

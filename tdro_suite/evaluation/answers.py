@@ -43,26 +43,48 @@ def contains_answer(passage_tokens: Sequence[str], answer_tokens: Sequence[str])
     )
 
 
+_DPR_TOKEN = None
+
+
+def dpr_tokens(text: str) -> list[str]:
+    """DPR's `has_answer` tokens (match type "string"), which BGE-M3's MKQA evaluation uses: NFD, then
+    DPR's SimpleTokenizer (runs of letters, digits and marks, or any single other visible character, so
+    punctuation stays as tokens), lowercased. Articles stay. `regex` comes with transformers."""
+    global _DPR_TOKEN
+    if _DPR_TOKEN is None:
+        import regex
+
+        _DPR_TOKEN = regex.compile(r"([\p{L}\p{N}\p{M}]+)|([^\p{Z}\p{C}])", flags=regex.IGNORECASE | regex.UNICODE)
+    return [m.group().lower() for m in _DPR_TOKEN.finditer(unicodedata.normalize("NFD", text))]
+
+
+MATCHERS = {"normalized": tokens, "dpr": dpr_tokens}
+
+
 def answer_recall(
-    answers: Sequence[Sequence[str]], retrieved: Sequence[Sequence[str]], k_values: Iterable[int]
+    answers: Sequence[Sequence[str]], retrieved: Sequence[Sequence[str]], k_values: Iterable[int],
+    match: str = "normalized",
 ) -> dict[str, object]:
     """MKQA Recall@k: the share of questions with an answer in any of their top-k passages.
 
     `answers[i]` are the accepted strings of question i, `retrieved[i]` its passages, best first.
+    `match`: "normalized" (this module's normalisation; the bundled stand-in) or "dpr" (DPR's tokens,
+    the public MKQA protocol).
     Returns {"recall@k": mean, ..., "per_query": [first hit rank (1-based) or None, ...]}.
     """
     if len(answers) != len(retrieved):
         raise ValueError(f"{len(answers)} answer lists for {len(retrieved)} rankings")
+    tokenize = MATCHERS[match]
     cache: dict[str, list[str]] = {}  # a passage retrieved for many questions is normalised once
 
     def passage_tokens(text: str) -> list[str]:
         if text not in cache:
-            cache[text] = tokens(text)
+            cache[text] = tokenize(text)
         return cache[text]
 
     first_hits: list[int | None] = []
     for accepted, passages in zip(answers, retrieved, strict=True):
-        wanted = [t for t in (tokens(a) for a in accepted) if t]
+        wanted = [t for t in (tokenize(a) for a in accepted) if t]
         hit = next(
             (i + 1 for i, text in enumerate(passages)
              if any(contains_answer(passage_tokens(text), answer) for answer in wanted)),

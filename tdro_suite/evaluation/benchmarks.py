@@ -52,6 +52,7 @@ class Collection:
     source: str = ""
     group: str | None = None  # collections averaged into one row first (cqadupstack's 12 forums)
     instruction: str | None = None  # the dataset's query instruction, for models that use instructions
+    answer_match: str = "normalized"  # MKQA: "dpr" for the public protocol (answers.answer_recall)
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:
@@ -402,6 +403,7 @@ def load_public(bench: str, *, split: str | None = None, langs: list[str] | None
         if public.kind == "mkqa":
             for collection in load_mkqa(folder, langs).collections:
                 collection.instruction = public.instruction
+                collection.answer_match = "dpr"
                 collections.append(collection)
             continue
         collection = load_beir_dataset(folder, split or public.split)

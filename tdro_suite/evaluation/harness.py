@@ -180,8 +180,11 @@ def evaluate_collection(
     if collection.answers is not None:
         texts = {doc.docid: doc.text for doc in collection.corpus}
         scored = answer_recall(
-            [collection.answers[q] for q in qids], [[texts[d] for d in row] for row in found], ks
+            [collection.answers[q] for q in qids], [[texts[d] for d in row] for row in found], ks,
+            match=collection.answer_match,
         )
+        if collection.answer_match != "normalized":
+            out["answer_match"] = collection.answer_match
         metrics = {key: value for key, value in scored.items() if key != "per_query"}
         out["queries_without_results"] = sum(1 for row in found if not row)
     else:
