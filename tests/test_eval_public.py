@@ -150,6 +150,13 @@ def test_miracl_replica_fetched_from_the_mirror_scores_as_by_hand(mirror):
     assert results["average"]["ndcg@10"] == pytest.approx((HAND["ndcg@10"] + 1) / 2, abs=1e-6)
     cached = public.public_collections("miracl", ["de"])[0]
     assert cached.is_cached() and (cached.folder() / "qrels" / "dev.tsv").is_file()
+    # collections are read one at a time while iterating (MIRACL's corpora do not fit in memory together)
+    lazy = load_benchmark("miracl", langs=["de", "sw"]).collections
+    (public.public_collections("miracl", ["sw"])[0].folder() / "corpus.jsonl.gz").write_bytes(b"")
+    walk = iter(lazy)
+    assert next(walk).name == "de" and len(lazy) == 2
+    with pytest.raises(DataError, match="holds no documents"):
+        next(walk)
 
 
 def test_beir_replica_msmarco_dev_and_cqadupstack_averaged_as_one(mirror):

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tdro_suite.bundled import benchmark_dir
 from tdro_suite.common.errors import DataError
@@ -65,7 +67,7 @@ class Benchmark:
     name: str
     kind: str
     split: str
-    collections: list[Collection]
+    collections: list[Collection] | LazyCollections  # lazy: a public benchmark, one corpus in memory at a time
     source: str = ""
 
 
@@ -392,23 +394,35 @@ def load_benchmark(
     return benchmark
 
 
+class LazyCollections:
+    """A public benchmark's collections, each read from its cached folder only when iterated to, so one
+    corpus at a time is in memory (MIRACL's 18 corpora hold 106M passages)."""
+
+    def __init__(self, fetched: list[tuple[Any, Path]], split: str | None, langs: list[str] | None) -> None:
+        self.fetched, self.split, self.langs = fetched, split, langs
+
+    def __len__(self) -> int:
+        return len(self.fetched)
+
+    def __iter__(self) -> Iterator[Collection]:
+        for public, folder in self.fetched:
+            if public.kind == "mkqa":  # one English corpus shared by every language
+                for collection in load_mkqa(folder, self.langs).collections:
+                    collection.instruction, collection.answer_match = public.instruction, "dpr"
+                    yield collection
+                continue
+            collection = load_beir_dataset(folder, self.split or public.split)
+            collection.name, collection.language, collection.group = public.name, public.language, public.group
+            collection.instruction = public.instruction
+            yield collection
+
+
 def load_public(bench: str, *, split: str | None = None, langs: list[str] | None = None) -> Benchmark:
-    """Fetch (once) and load a public benchmark; see `tdro_suite.evaluation.public`."""
+    """Fetch (once, all of it before anything is scored) and load a public benchmark lazily; see
+    `tdro_suite.evaluation.public`."""
     from tdro_suite.evaluation.public import fetch_public
 
     kind = "beir" if bench.startswith("beir") else "mkqa" if bench == "mkqa" else "miracl"
     fetched = fetch_public(bench, None if kind == "mkqa" else langs)
-    collections: list[Collection] = []
-    for public, folder in fetched:
-        if public.kind == "mkqa":
-            for collection in load_mkqa(folder, langs).collections:
-                collection.instruction = public.instruction
-                collection.answer_match = "dpr"
-                collections.append(collection)
-            continue
-        collection = load_beir_dataset(folder, split or public.split)
-        collection.name, collection.language, collection.group = public.name, public.language, public.group
-        collection.instruction = public.instruction
-        collections.append(collection)
     splits = sorted({c.split for c, _ in fetched})
-    return Benchmark(bench, kind, split or "/".join(splits), collections, "public")
+    return Benchmark(bench, kind, split or "/".join(splits), LazyCollections(fetched, split, langs), "public")
