@@ -133,3 +133,15 @@ def test_borrowed_negatives_match_without_decoding_the_task(tmp_path: Path) -> N
         a = pick_passages(new[i], 3, np.random.default_rng(i), new)
         b = pick_passages(old[i], 3, np.random.default_rng(i), old)
         assert a == b
+
+
+def test_the_source_hash_is_read_once_per_path_size_and_mtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    task = TaskInfo(name="t", path=str(_write(tmp_path / "t.jsonl", _rows(4))))
+    task_examples(task)
+    calls: list[str] = []
+    monkeypatch.setattr(arrow, "file_digest", lambda path: calls.append(str(path)) or "x")
+    assert len(task_examples(task)) == 4 and calls == []  # unchanged: the remembered digest
+    _write(tmp_path / "t.jsonl", _rows(7))  # new size and mtime: hashed again
+    monkeypatch.undo()
+    monkeypatch.setenv("TDRO_CACHE_DIR", str(tmp_path / "cache"))
+    assert len(task_examples(task)) == 7

@@ -3,9 +3,10 @@
 Reading a task into Python objects costs ~7 KB per line on every rank (~80 GB per rank for the paper's
 11M lines). Instead each task file is validated and converted once to an Arrow IPC file in the cache
 (`$TDRO_CACHE_DIR/tasks/`), keyed by a hash of the source file's bytes, so an edited file converts
-again and an unchanged one is only mapped. The mapping is read-only and shared through the page cache
-by every rank of a node. `ArrowExamples` is a `Sequence[TrainExample]` decoding one row on access, so
-both samplers index it exactly as they indexed the in-memory list: same rows, same order, same batches.
+again and an unchanged one is only mapped (the hash itself is remembered per path, size and mtime).
+The mapping is read-only and shared through the page cache by every rank of a node. `ArrowExamples` is
+a `Sequence[TrainExample]` decoding one row on access, so both samplers index it exactly as they
+indexed the in-memory list: same rows, same order, same batches.
 
 Validation happens during the conversion (the same reader, the same file:line:field errors); a bad
 file raises and leaves no cache entry. Streamed `hf:` tasks have no file to hash and stay in memory.
@@ -49,11 +50,26 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _known_digest(path: str | Path, folder: Path) -> str:
+    """The file's sha256, read once per (path, size, mtime): hashing the paper's 50 GB on every start of
+    every rank would take minutes, so the digest of an unchanged file is remembered in the cache."""
+    stat = os.stat(path)
+    key = hashlib.sha256(f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:32]
+    memo = folder / f"digest-{key}.txt"
+    if memo.is_file():
+        return memo.read_text().strip()
+    digest = file_digest(path)
+    tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
+    tmp.write_text(digest)
+    os.replace(tmp, memo)
+    return digest
+
+
 def cached_arrow_path(task: TaskInfo, root: Path | None = None) -> Path:
     """Where the conversion of `task`'s file lives: `<name>-<hash of the bytes>-v<format>.arrow`."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", task.name)[:80]
     folder = root if root is not None else cache_dir("tasks")
-    return folder / f"{safe}-{file_digest(task.path)[:20]}-v{ARROW_FORMAT}.arrow"
+    return folder / f"{safe}-{_known_digest(task.path, folder)[:20]}-v{ARROW_FORMAT}.arrow"
 
 
 def _passages(items: Sequence[Passage]) -> list[dict[str, str]]:
