@@ -117,6 +117,27 @@ def test_offline_and_not_cached_fails_at_once_with_what_to_download(tmp_path, mo
     assert not (tmp_path / "cache" / "benchmarks" / "public" / "miracl" / "sw").exists()
 
 
+def test_unreachable_hub_fails_after_one_probe_not_the_clients_retries(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    import datasets
+
+    monkeypatch.setenv("TDRO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    probes = []
+
+    def no_network(url, timeout):
+        probes.append(url)
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("no download may start"))
+    with pytest.raises(DataError, match=r"huggingface.co unreachable.*\n  download: huggingface.co/datasets/mteb/nq"):
+        load_benchmark("beir:nq")
+    assert len(probes) == 1
+
+
 def test_dry_run_prints_the_sources_and_exits_non_zero_offline(tmp_path, monkeypatch, capsys):
     from tdro_suite.cli import main
 

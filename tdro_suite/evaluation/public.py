@@ -300,14 +300,16 @@ def fetch_public(bench: str, names: list[str] | None = None, *, root: Path | Non
                  mirror: str | Path | None = None) -> list[tuple[PublicCollection, Path]]:
     """Local folders of `bench`'s collections, fetching (once) the ones not cached.
 
-    Offline (HF_HUB_OFFLINE, no mirror) with something missing fails at once, before any download,
-    with `offline_message`; a failed download fails with the same message and its reason.
+    Offline (HF_HUB_OFFLINE, or the hub unreachable; no mirror) with something missing fails at once,
+    before any download, with `offline_message`; a failed download fails with the same message and reason.
     """
     collections = public_collections(bench, names)
     source = mirror_root(mirror)
     missing = [c for c in collections if not c.is_cached(root)]
-    if missing and source is None and hub_offline():
-        raise DataError(offline_message(bench, missing, "HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set"))
+    if missing and source is None:  # one quick probe, not the hub client's minute of retries
+        reason = reachable()
+        if reason:
+            raise DataError(offline_message(bench, missing, reason))
     for c in missing:
         try:
             with atomic_dir(c.folder(root)) as tmp:
