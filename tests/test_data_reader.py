@@ -71,7 +71,27 @@ BAD_LINES = [
         "wrong_type",
     ),
     (json.dumps(_record(1, query="   ")), "query", "is empty", "empty_value"),
+    (
+        json.dumps(_record(1, negative_passages=[{"text": "t"}])),
+        "negative_passages[0].docid",
+        "is missing",
+        "missing_field",
+    ),
+    (
+        json.dumps(_record(1, negative_passages=[{"_id": [7], "text": "t"}])),
+        "negative_passages[0]._id",
+        "string id",
+        "wrong_type",
+    ),
 ]
+
+
+def test_passage_id_may_be_spelled_underscore_id(tmp_path: Path) -> None:
+    """The public tDRO reference's mined files give passages `_id` (BEIR's spelling), not `docid`."""
+    rec = _record(0, positive_passages=[{"_id": "p0", "title": "T", "text": "answer"}])
+    path = _write(tmp_path / "ref.jsonl", [json.dumps(rec)])
+    [example] = list(iter_examples(path))
+    assert example.positives[0].docid == "p0" and example.negatives[0].docid == "n0"
 
 
 @pytest.mark.parametrize(("line", "field", "problem", "reason"), BAD_LINES)
@@ -99,13 +119,13 @@ def test_skip_invalid_counts_per_reason(tmp_path: Path) -> None:
     assert report.counts == {
         "malformed_json": 1,
         "not_an_object": 1,
-        "missing_field": 2,
-        "wrong_type": 4,
+        "missing_field": 3,
+        "wrong_type": 5,
         "empty_positives": 1,
         "empty_value": 1,
     }
     assert report.messages[0].startswith(f"{path}:2: ")
-    assert "10 invalid lines skipped" in report.summary()
+    assert "12 invalid lines skipped" in report.summary()
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -93,13 +93,15 @@ def _passages(value: Any, where: str, name: str) -> tuple[Passage, ...]:
                 f"expected an object with docid/title/text, got {type(item).__name__}",
                 "wrong_type",
             )
-        for key in ("docid", "text"):
+        # the public tDRO reference's mining script names a passage's id `_id` (BEIR's corpus field)
+        id_key = "_id" if item.get("docid") is None and item.get("_id") is not None else "docid"
+        for key in (id_key, "text"):
             if item.get(key) is None:
                 raise InvalidLineError(where, f"{item_name}.{key}", "is missing", "missing_field")
         title = item.get("title")
         out.append(
             Passage(
-                docid=_as_id(item["docid"], where, f"{item_name}.docid"),
+                docid=_as_id(item[id_key], where, f"{item_name}.{id_key}"),
                 text=_as_text(item["text"], where, f"{item_name}.text"),
                 title="" if title is None else _as_text(title, where, f"{item_name}.title", allow_empty=True),
             )
