@@ -52,6 +52,7 @@ def test_resume_continues_exactly(tmp_path: Path, tiny_encoder_dir: Path) -> Non
     wa, wb = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert all((wa[k] == wb[k]).all() for k in wa)
     assert (tmp_path / "straight" / "loss.png").is_file()
+    assert (straight / "tdro_instructions.json").is_file()  # trained with instructions: eval/serve prompt it so
 
 
 def test_resume_refuses_a_different_run(tmp_path: Path, tiny_encoder_dir: Path) -> None:

@@ -29,6 +29,7 @@ from tdro_suite.data.tasks import task_examples, training_tasks
 from tdro_suite.data.types import TaskInfo, TrainExample
 from tdro_suite.modeling.gradcache import gradcache_backward
 from tdro_suite.modeling.losses import InfoNCELoss
+from tdro_suite.modeling.prompts import InstructionFormat
 from tdro_suite.runtime.accelerator import is_deepspeed, make_accelerator, process_group
 from tdro_suite.runtime.build import build_trainable_encoder
 from tdro_suite.runtime.config import result_settings
@@ -298,6 +299,8 @@ def _run_finetune(config: FinetuneConfig, console: Console) -> FinetuneResult:
     if main:
         plot_loss_curve(metrics, run_dir.path / LOSS_PNG)
     model_dir = run_dir.path / MODEL_DIR
+    if config.use_instructions:  # eval and serve then prompt the model as it was trained, without --instruction
+        encoder.instructions = InstructionFormat()
     _export(accelerator, model, model_dir, config.merge_lora)
     if main:
         console.print(f"Model: {model_dir}; metrics: {metrics}; curve: {run_dir.path / LOSS_PNG}")
