@@ -99,6 +99,18 @@ def test_malformed_requests_get_422_naming_the_field(client, payload, param) -> 
     assert error["param"] == param and param.split("[")[0] in error["message"]
 
 
+@pytest.mark.parametrize("token_ids", [[1, 2, 3], [[1, 2], [3]]])
+def test_token_id_input_gets_422_saying_text_and_how_to_configure_langchain(client, token_ids) -> None:
+    response = client.post("/v1/embeddings", json={"input": token_ids})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["param"] == "input" and error["type"] == "invalid_request_error"
+    assert error["message"].startswith("Invalid request: 'input': this server embeds text, not token ids")
+    assert "OpenAIEmbeddings(..., check_embedding_ctx_length=False)" in error["message"]
+    mixed = client.post("/v1/embeddings", json={"input": [[1, 2], "text"]}).json()["error"]
+    assert mixed["param"] == "input" and "token ids" not in mixed["message"]  # not a token-id form
+
+
 def test_invalid_json_and_unknown_model(client) -> None:
     response = client.post("/v1/embeddings", content=b"{bad", headers={"content-type": "application/json"})
     assert response.status_code == 422 and "not valid JSON" in response.json()["error"]["message"]

@@ -27,6 +27,23 @@ def _text_or_texts(value: Any, what: str) -> Any:
     raise ValueError(f"must be a string or a list of strings ({what}; token-id arrays are not accepted)")
 
 
+def _is_token_ids(value: Any) -> bool:
+    """OpenAI's token-id forms of `input`: one list of ints, or a list of such lists (bools are not ints here)."""
+
+    def ints(items: Any) -> bool:
+        return isinstance(items, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in items)
+
+    return isinstance(value, list) and bool(value) and (ints(value) or all(ints(item) for item in value))
+
+
+# What LangChain's OpenAIEmbeddings sends by default (it splits texts with tiktoken and sends the ids).
+TOKEN_IDS_MESSAGE = (
+    "this server embeds text, not token ids: send each input as a string (a string or a list of strings). "
+    "LangChain's OpenAIEmbeddings sends tiktoken token ids unless it is built with "
+    "OpenAIEmbeddings(..., check_embedding_ctx_length=False); with the openai client, pass the texts themselves"
+)
+
+
 class EmbeddingRequest(BaseModel):
     """OpenAI `POST /v1/embeddings` body plus the `input_type`/`instruction` extensions."""
 
@@ -45,6 +62,8 @@ class EmbeddingRequest(BaseModel):
     @field_validator("input", mode="before")
     @classmethod
     def _input(cls, value: Any) -> Any:
+        if _is_token_ids(value):
+            raise ValueError(TOKEN_IDS_MESSAGE)
         return _text_or_texts(value, "the texts to embed")
 
 
