@@ -13,6 +13,21 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fp32_by_default():
+    """Models load in fp32 in this process, as on a CPU without native bf16.
+
+    Tests compare embeddings across paths (batched/single, padding sides, adapters, sentence-transformers)
+    at 1e-5, which bf16 weights (the default on AVX512-BF16/AMX CPUs) cannot meet. The bf16 default, and
+    that it keeps fp32's embeddings and metrics, is tested in tests/test_inference_dtype.py.
+    """
+    from tdro_suite.common import device
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(device, "cpu_bf16_flag", lambda: None)
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_decoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tiny_models import build_tiny_decoder

@@ -33,10 +33,11 @@ def environment_report() -> dict[str, object]:
     import torch
 
     from tdro_suite import __version__
-    from tdro_suite.common.device import default_dtype, resolve_device
+    from tdro_suite.common.device import choose_dtype, resolve_device
 
     cuda = torch.cuda.is_available()
     device = resolve_device(None)
+    dtype, why = choose_dtype(device)
     return {
         "tdro-suite": __version__,
         "python": platform.python_version(),
@@ -54,5 +55,6 @@ def environment_report() -> dict[str, object]:
         "accelerate": _version("accelerate"),
         "deepspeed": _version("deepspeed"),
         "default device": str(device),
-        "default dtype": str(default_dtype(device)).replace("torch.", ""),
+        "CPU capability": torch.backends.cpu.get_cpu_capability(),
+        "default dtype": f"{str(dtype).replace('torch.', '')} ({why}; --dtype overrides)",
     }

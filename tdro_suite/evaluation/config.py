@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt, field_validator
 
 from tdro_suite.index.config import SearchKnobsConfig
+from tdro_suite.modeling.config import DTYPE_HELP, InferenceDtype
 
 
 class EvalConfig(SearchKnobsConfig):
@@ -25,6 +26,7 @@ class EvalConfig(SearchKnobsConfig):
     batch_size: PositiveInt = 32
     max_length: PositiveInt | None = None
     device: str | None = None
+    dtype: InferenceDtype = Field("auto", description=DTYPE_HELP)
     output: str | None = Field(None, description="Folder for results.json / results.md; default: "
                                "outputs/eval/<bench>-<model>.")
     use_cache: bool = Field(True, description="Reuse cached corpus embeddings.")

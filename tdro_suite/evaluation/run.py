@@ -26,7 +26,7 @@ def run_eval(cfg: EvalConfig) -> tuple[dict[str, Any], Path]:
     from tdro_suite.modeling import Encoder
 
     benchmark = load_benchmark(cfg.bench, split=cfg.split, langs=cfg.langs)
-    encoder = Encoder.from_pretrained(cfg.model, max_length=cfg.max_length, device=cfg.device)
+    encoder = Encoder.from_pretrained(cfg.model, max_length=cfg.max_length, device=cfg.device, dtype=cfg.dtype)
     out_dir = Path(cfg.output) if cfg.output else default_output(cfg.bench, cfg.model)
     results = evaluate(
         encoder, benchmark, index_type=cfg.index_type, search_params=cfg.search_params(), k_values=cfg.k_values,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, PositiveInt, field_validator
 
 from tdro_suite.config import CommandConfig
-from tdro_suite.modeling.config import ATTN_HELP, AttnImplementation
+from tdro_suite.modeling.config import ATTN_HELP, DTYPE_HELP, AttnImplementation, InferenceDtype
 
 
 class SearchKnobsConfig(CommandConfig):
@@ -31,6 +31,7 @@ class IndexConfig(SearchKnobsConfig):
     max_length: PositiveInt | None = None
     device: str | None = Field(None, description="torch device (cpu, cuda, cuda:1, ...); default: auto, "
                                "cuda:LOCAL_RANK under torchrun.")
+    dtype: InferenceDtype = Field("auto", description=DTYPE_HELP)
     attn_implementation: AttnImplementation = Field("sdpa", description=ATTN_HELP)
     store_docs: bool = Field(True, description="Keep titles and texts in the index (search shows them).")
     keep_shards: bool = Field(False, description="Keep the encoded shards after the build.")
@@ -54,3 +55,4 @@ class SearchConfig(CommandConfig):
     batch_size: PositiveInt = 32
     max_length: PositiveInt | None = None
     device: str | None = None
+    dtype: InferenceDtype = Field("auto", description=DTYPE_HELP)

@@ -64,21 +64,22 @@ def barrier() -> None:
 
 
 def encoder_fingerprint(encoder: EmbeddingModel) -> str:
-    """Identify an encoder by its name, pooling, length, prompts and a sample of its weights.
+    """Identify an encoder by its name, pooling, length, prompts, weight dtype and a sample of its weights.
 
     The weight sample makes a fine-tuned model saved over the same folder (or kept in memory)
-    a different key, without hashing gigabytes.
+    a different key, without hashing gigabytes; the dtype keeps bf16 and fp32 embeddings apart.
     """
     digest = hashlib.sha256()
+    parameters = getattr(encoder, "named_parameters", None)
     meta = {
         "name": str(encoder.name),
         "pooling": encoder.pooling,
         "max_length": encoder.max_length,
         "prompts": encoder.prompts,
         "dimension": encoder.dimension,
+        "dtype": str(next(iter(parameters()))[1].dtype) if parameters is not None else None,
     }
     digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
-    parameters = getattr(encoder, "named_parameters", None)
     if parameters is not None:
         import torch
 

@@ -29,7 +29,8 @@ def run_index(cfg: IndexConfig) -> Any:
         info = DistInfo(state.process_index, state.num_processes, state.local_process_index)
         device = cfg.device if cfg.device is not None or info.world_size == 1 else str(state.device)
         encoder = Encoder.from_pretrained(
-            cfg.model, max_length=cfg.max_length, device=device, attn_implementation=cfg.attn_implementation
+            cfg.model, max_length=cfg.max_length, device=device, dtype=cfg.dtype,
+            attn_implementation=cfg.attn_implementation,
         )
         return build_index(
             encoder, cfg.corpus, cfg.output, index_type=cfg.index_type, search_params=cfg.search_params(),
@@ -51,6 +52,6 @@ def run_search(cfg: SearchConfig) -> list[dict[str, Any]]:
         raise ConfigError(f"{cfg.index}: the manifest records no model; pass --model.")
     if cfg.model:
         dense.check_model(cfg.model)  # before loading a model that cannot be used anyway
-    encoder = Encoder.from_pretrained(model_name, max_length=cfg.max_length, device=cfg.device)
+    encoder = Encoder.from_pretrained(model_name, max_length=cfg.max_length, device=cfg.device, dtype=cfg.dtype)
     check_encoder(dense, encoder)
     return search_queries(dense, encoder, pairs, k=cfg.k, instruction=cfg.instruction, batch_size=cfg.batch_size)

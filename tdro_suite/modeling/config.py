@@ -9,6 +9,11 @@ from pydantic import Field, PositiveInt
 from tdro_suite.config import CommandConfig
 
 AttnImplementation = Literal["sdpa", "flash_attention_2", "eager"]
+InferenceDtype = Literal["auto", "float32", "bfloat16", "float16"]
+DTYPE_HELP = (
+    "Weights' dtype when encoding: auto = bfloat16 on GPUs and on CPUs with native bf16 (AVX512-BF16 or AMX), "
+    "else float32 (`tdro-suite env` shows the choice and why)."
+)
 ATTN_HELP = (
     "Attention kernel of the backbone: sdpa (PyTorch's fused attention), flash_attention_2 (needs the "
     "flash-attn package and a CUDA GPU in bf16/fp16), eager (plain matmuls). Results differ slightly between them."
@@ -30,4 +35,5 @@ class EncodeConfig(CommandConfig):
     prompt: str | None = Field(None, description="Literal prefix put before every text.")
     prompt_name: Literal["query", "passage"] | None = Field(None, description="The model's stored prompt to use.")
     device: str | None = None
+    dtype: InferenceDtype = Field("auto", description=DTYPE_HELP)
     attn_implementation: AttnImplementation = Field("sdpa", description=ATTN_HELP)

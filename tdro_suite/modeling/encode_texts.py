@@ -61,7 +61,8 @@ def run_encode(cfg: EncodeConfig) -> tuple[Path, Path, int]:
 
     ids, texts = read_input(cfg.input, cfg.input_format, cfg.text_field, cfg.id_field)
     encoder = Encoder.from_pretrained(
-        cfg.model, max_length=cfg.max_length, device=cfg.device, attn_implementation=cfg.attn_implementation
+        cfg.model, max_length=cfg.max_length, device=cfg.device, dtype=cfg.dtype,
+        attn_implementation=cfg.attn_implementation,
     )
     vectors = encoder.encode(
         texts, batch_size=cfg.batch_size, prompt=cfg.prompt, prompt_name=cfg.prompt_name, show_progress=None

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from tdro_suite.common.device import default_dtype, resolve_device
+from tdro_suite.common.device import parse_dtype, resolve_device
 from tdro_suite.common.errors import ModelNotFoundError
 from tdro_suite.modeling.distributed import all_reduce_max, is_distributed
 from tdro_suite.modeling.length_buckets import plan_buckets, restore_order, trim_to_rows
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 512
 PROGRESS_MIN_TEXTS = 256  # show a progress bar by default only when encoding at least this many texts
+LENGTH_WINDOW = 16384  # texts whose token counts are computed in one tokenizer call
 # Smallest length bucket worth its own forward pass: small on CPU (per-call overhead is tiny next to
 # the compute), larger on GPU where a pass of few rows leaves the device idle.
 MIN_BUCKET_ROWS_CPU = 8
@@ -103,14 +104,16 @@ class Encoder(torch.nn.Module):
     ) -> Encoder:
         """Load a model folder, bundled alias or hub id; a PEFT adapter folder loads its base first.
 
-        `attn_implementation` ("sdpa", "flash_attention_2", "eager") picks the backbone's attention
-        kernel; None keeps transformers' choice (sdpa where the architecture has it).
+        `dtype` None or "auto" is the device's inference default (`tdro_suite.common.device.choose_dtype`:
+        bf16 on GPUs and on CPUs with native bf16, else fp32). `attn_implementation` ("sdpa",
+        "flash_attention_2", "eager") picks the backbone's attention kernel; None keeps transformers'
+        choice (sdpa where the architecture has it).
         """
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         folder = resolve_model(name_or_path)
         torch_device = resolve_device(str(device) if device is not None else None)
-        torch_dtype = _parse_dtype(dtype) if dtype is not None else default_dtype(torch_device)
+        torch_dtype = parse_dtype(dtype, torch_device)
         adapter_cfg = folder / "adapter_config.json"
         base_folder = folder
         if adapter_cfg.is_file():
@@ -220,8 +223,9 @@ class Encoder(torch.nn.Module):
     ) -> np.ndarray:
         """Encode texts into a float32 [N, D] array.
 
-        Texts are sorted by length so each batch pads little, then put back in input order.
-        `prompt` is a literal prefix; `prompt_name` picks one of `self.prompts` ("query"/"passage").
+        Texts are sorted by their token count (not characters: a line of code or CJK holds several times
+        the tokens of English prose per character) so each batch pads little, then put back in input
+        order. `prompt` is a literal prefix; `prompt_name` picks one of `self.prompts` ("query"/"passage").
         """
         if isinstance(texts, str):
             texts = [texts]
@@ -232,7 +236,7 @@ class Encoder(torch.nn.Module):
         full = [f"{prompt}{t}" if prompt else t for t in texts]
         if not full:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        order = np.argsort([-len(t) for t in full], kind="stable")
+        order = self.length_order(full, batch_size, max_length)
         out = np.empty((len(full), self.dimension), dtype=np.float32)
         show = len(full) >= PROGRESS_MIN_TEXTS if show_progress is None else show_progress
         was_training = self.training
@@ -243,11 +247,35 @@ class Encoder(torch.nn.Module):
                 for start in tqdm(starts, desc="encode", unit="batch", disable=not show):
                     idx = order[start : start + batch_size]
                     features = self.tokenize([full[i] for i in idx], max_length=max_length)
-                    features = {k: v.to(self.device) for k, v in features.items()}
-                    out[idx] = self(features).cpu().numpy()
+                    out[idx] = self(self._to_device(features)).cpu().numpy()
         finally:
             self.train(was_training)
         return out
+
+    def length_order(self, texts: Sequence[str], batch_size: int, max_length: int | None = None) -> np.ndarray:
+        """Indices of `texts`, longest first by token count after truncation; input order for one batch.
+
+        Counting tokens costs one extra tokenizer pass (the fast tokenizers run it in Rust, windows of
+        `LENGTH_WINDOW` texts keep memory flat): about 1% of a CPU forward pass for MiniLM, and it raises
+        the real tokens per padded slot on mixed short texts (code, prose, verse) from 0.58 to over 0.9.
+        """
+        if len(texts) <= batch_size:
+            return np.arange(len(texts))
+        lengths = np.empty(len(texts), dtype=np.int64)
+        limit = max_length or self.max_length
+        for start in range(0, len(texts), LENGTH_WINDOW):
+            window = list(texts[start : start + LENGTH_WINDOW])
+            counted = self.tokenizer(window, truncation=True, max_length=limit, return_length=True,
+                                     return_attention_mask=False, return_token_type_ids=False)
+            lengths[start : start + len(window)] = counted["length"]
+        return np.argsort(-lengths, kind="stable")
+
+    def _to_device(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Move a tokenised batch to the model; on CUDA from pinned memory, so the copy runs asynchronously."""
+        device = self.device
+        if device.type == "cuda":
+            return {k: v.pin_memory().to(device, non_blocking=True) for k, v in features.items()}
+        return {k: v.to(device) for k, v in features.items()}
 
     def encode_queries(self, texts: str | Sequence[str], instruction: str | None = None, **kw: Any) -> np.ndarray:
         """Queries get the instruction prompt, in the model's own template when it saved one (or the model's
@@ -324,16 +352,6 @@ def _default_max_length(tokenizer: Any, config: Any) -> int:
         if isinstance(value, int) and 0 < value < 10**7:  # tokenizers without a limit report a huge sentinel
             limits.append(value)
     return min(limits)
-
-
-def _parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-             "fp16": torch.float16, "float16": torch.float16}
-    if dtype not in names:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(names)}")
-    return names[dtype]
 
 
 def _read_sentence_transformers_meta(folder: Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tdro_suite.common.errors import ConfigError
 from tdro_suite.config import format_validation_error, read_yaml
-from tdro_suite.modeling.config import ATTN_HELP, AttnImplementation
+from tdro_suite.modeling.config import ATTN_HELP, DTYPE_HELP, AttnImplementation, InferenceDtype
 
 SETTINGS_ENV_VAR = "_TDRO_SERVE_SETTINGS_JSON"
 
@@ -36,7 +36,7 @@ class ServeSettings(BaseSettings):
     served_model_name: str | None = Field(None, description="Name reported by /v1/models; default: model.")
     index: Path | None = Field(None, description="Index folder for /v1/search and /v1/documents.")
     device: str | None = Field(None, description="torch device (cpu, cuda, cuda:1); default: auto.")
-    dtype: str | None = Field(None, description="torch dtype (float32, bfloat16); default: per device.")
+    dtype: InferenceDtype = Field("auto", description=DTYPE_HELP)
     attn_implementation: AttnImplementation = Field("sdpa", description=ATTN_HELP)
     max_length: int | None = Field(None, ge=1, description="Token limit per input; default: the model's.")
     default_input_type: InputType = Field("none", description="Prompt used when a request names none.")
