@@ -257,7 +257,7 @@ class Encoder(torch.nn.Module):
 
         Counting tokens costs one extra tokenizer pass (the fast tokenizers run it in Rust, windows of
         `LENGTH_WINDOW` texts keep memory flat): about 1% of a CPU forward pass for MiniLM, and it raises
-        the real tokens per padded slot on mixed short texts (code, prose, verse) from 0.58 to over 0.9.
+        the real tokens per padded slot in batches of 32 from 0.58 to 0.81 on mixed short texts (code, prose, verse).
         """
         if len(texts) <= batch_size:
             return np.arange(len(texts))
