@@ -1,11 +1,13 @@
 """A FAISS index that knows its document ids, documents and provenance, saved as one folder.
 
-Folder layout (written atomically; a reader sees the old folder or the new one, never a mix):
+Folder layout (`save` writes it atomically; a reader sees the old folder or the new one, never a mix):
     index.faiss     the FAISS index (always a CPU index on disk; cloned to GPUs on load when FAISS sees them)
     ids.json        external document id per internal FAISS id; null for a removed document
     docs.jsonl      optional document store: {"id","title","text", ...} per live document
     manifest.json   model, dimension, metric, normalized, index_type, factory, search_params, build_params,
-                    corpus_hash, count, created, format_version
+                    corpus_hash, count, created, format_version, log_sequence
+    changes.log     optional: document changes made since that snapshot (`tdro-suite serve` appends them,
+                    see `tdro_suite.index.document_log`); `load` replays them, `save` leaves none
 
 FAISS ids are positions in `ids.json`, so string ids survive every index type. `add` replaces a
 document that already exists; `remove` deletes physically where FAISS can (flat, IVF, SQ) and
@@ -32,6 +34,7 @@ import numpy as np
 from tdro_suite.common.errors import DataError
 from tdro_suite.common.io import atomic_dir
 from tdro_suite.common.jsonl import json_lines
+from tdro_suite.index.document_log import LOG_FILE, Change, changes_after, sync_folder
 from tdro_suite.index.errors import IndexFormatError, IndexMismatchError
 from tdro_suite.index.factory import (
     IndexSpec,
@@ -95,6 +98,8 @@ class DenseIndex:
         self._positions = {label: pos for pos, label in enumerate(labels) if label is not None}
         self._docs = docs or {}
         self.manifest = manifest
+        self.log_sequence = int(manifest.get("log_sequence") or 0)  # the last logged change this index holds
+        self.replayed_changes = 0  # changes `load` applied from the folder's log
         self._gpu: faiss.Index | None = None
         self._gpu_checked = False
         apply_search_params(self._index, manifest.get("search_params") or {})
@@ -154,10 +159,11 @@ class DenseIndex:
 
     @classmethod
     def load(cls, folder: str | Path) -> DenseIndex:
-        """Read an index folder written by `save`; a missing or inconsistent file is an `IndexFormatError`."""
+        """Read an index folder written by `save` and replay its change log, so the result holds every
+        acknowledged change; a missing or inconsistent file is an `IndexFormatError`."""
         folder = Path(folder)
         if not folder.is_dir():
-            raise IndexFormatError(f"{folder}: index folder not found.")
+            raise IndexFormatError(f"{folder}: index folder not found.{_interrupted_save_hint(folder)}")
         for name in (INDEX_FILE, IDS_FILE, MANIFEST_FILE):
             if not (folder / name).is_file():
                 raise IndexFormatError(f"{folder}: '{name}' is missing; this is not a tdro-suite index folder.")
@@ -186,11 +192,21 @@ class DenseIndex:
                 "the files come from different builds."
             )
         docs = _read_docs(folder / DOCS_FILE) if (folder / DOCS_FILE).is_file() else None
-        return cls(index, labels, manifest, docs)
+        loaded = cls(index, labels, manifest, docs)
+        for change in changes_after(folder / LOG_FILE, loaded.log_sequence):
+            loaded.apply(change)
+            loaded.replayed_changes += 1
+        return loaded
 
     def save(self, folder: str | Path) -> None:
-        """Write the folder atomically (replacing an existing one only once the new one is complete)."""
+        """Write the folder atomically (replacing an existing one only once the new one is complete).
+
+        This is a snapshot: the new folder holds every change up to `log_sequence` and no change log, so
+        replacing the folder also empties its log in the same atomic step (see `document_log`). Its files
+        are fsync'ed before the rename and the rename after it, since it replaces fsync'ed changes.
+        """
         self.manifest["count"] = len(self)
+        self.manifest["log_sequence"] = self.log_sequence
         with atomic_dir(folder) as tmp:
             faiss.write_index(self._index, str(tmp / INDEX_FILE))
             (tmp / IDS_FILE).write_text(json.dumps(self._labels, ensure_ascii=False), encoding="utf-8")
@@ -202,10 +218,16 @@ class DenseIndex:
             (tmp / MANIFEST_FILE).write_text(
                 json.dumps(self.manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
             )
+            sync_folder(tmp, files=True)
+        sync_folder(Path(folder).absolute().parent)
 
     # ---- queries ------------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._positions)
+
+    def __contains__(self, doc_id: object) -> bool:
+        """Whether `doc_id` is a live document (O(1), unlike `doc_id in index.ids`)."""
+        return doc_id in self._positions
 
     @property
     def dimension(self) -> int:
@@ -328,6 +350,17 @@ class DenseIndex:
             self.manifest["normalized"] = False
         self._invalidate()
 
+    def apply(self, change: Change) -> None:
+        """Apply one logged change (add/replace or delete) and remember its sequence number.
+
+        Replay and the service go through here, so a replayed change does exactly what it did live.
+        """
+        if change.vectors is None:
+            self.remove(change.ids)
+        else:
+            self.add(change.ids, change.vectors, change.docs)
+        self.log_sequence = change.sequence
+
     def remove(self, ids: Sequence[str]) -> int:
         """Remove documents by id; returns how many existed. Unknown ids are ignored."""
         positions = [self._positions.pop(str(i)) for i in ids if str(i) in self._positions]
@@ -409,6 +442,21 @@ def _filled_index(spec: IndexSpec, vectors: np.ndarray) -> faiss.Index:
 def _needs_id_map(spec: IndexSpec) -> bool:
     """IVF indexes take ids natively; flat, HNSW and SQ need an IndexIDMap2 wrapper to keep ours."""
     return not spec.factory.startswith("IVF") and ",IVF" not in spec.factory and "IDMap" not in spec.factory
+
+
+def interrupted_save(folder: str | Path) -> Path | None:
+    """The previous copy of a missing `folder` when a save stopped between moving it aside and moving the
+    new one in (`atomic_dir`): complete, change log included, so renaming it back recovers every change."""
+    folder = Path(folder)
+    aside = sorted(folder.parent.glob(f".{folder.name}.old-*")) if folder.parent.is_dir() else []
+    return aside[-1] if aside else None
+
+
+def _interrupted_save_hint(folder: Path) -> str:
+    aside = interrupted_save(folder)
+    if aside is None:
+        return ""
+    return f" A save was interrupted: the previous folder is {aside}; rename it back to {folder.name} to recover."
 
 
 def _doc_record(doc_id: str, doc: dict) -> dict:

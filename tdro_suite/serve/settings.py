@@ -35,6 +35,11 @@ class ServeSettings(BaseSettings):
     model: str = Field("minilm", description="Model folder, bundled alias (minilm, smollm2-135m) or hub id.")
     served_model_name: str | None = Field(None, description="Name reported by /v1/models; default: model.")
     index: Path | None = Field(None, description="Index folder for /v1/search and /v1/documents.")
+    snapshot_log_bytes: int = Field(
+        64 * 1024 * 1024, ge=0, description="Size of the index folder's change log (each document change is "
+        "appended and fsync'ed before it is acknowledged) at which the whole folder is saved and the log emptied; "
+        "larger: fewer full saves, longer replay at start (0: save after every change)."
+    )
     device: str | None = Field(None, description="torch device (cpu, cuda, cuda:1); default: auto.")
     dtype: InferenceDtype = Field("auto", description=DTYPE_HELP)
     attn_implementation: AttnImplementation = Field("sdpa", description=ATTN_HELP)
