@@ -105,9 +105,14 @@ _LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 @contextlib.contextmanager
 def cli_server(args: list[str], env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Start `tdro-suite serve ARGS --host 127.0.0.1 --port 0` (the image's entrypoint); yield (URL, process)."""
+    """Start `tdro-suite serve ARGS --host 127.0.0.1 --port 0` (the image's entrypoint); yield (URL, process).
+
+    The server loads fp32 weights (`TDRO_DTYPE`), like the test process (conftest's `fp32_by_default`), so
+    its vectors equal in-process ones to 1e-5 on CPUs whose default would be bf16.
+    """
     command = [sys.executable, "-m", "tdro_suite.cli", "serve", *args, "--host", "127.0.0.1", "--port", "0"]
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "TDRO_DTYPE": "float32",
+                **(env or {})}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env)
     lines: list[str] = []
     try:

@@ -83,6 +83,7 @@ def create_app(
             assert service.batcher is not None
             await service.batcher.stop()
             await asyncio.wait([loading], timeout=1)
+            await asyncio.to_thread(service.close)  # fold the document log into a snapshot
 
     app = FastAPI(
         title="tdro-suite retriever",
