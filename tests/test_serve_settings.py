@@ -48,3 +48,13 @@ def test_api_key_from_named_variable_travels_to_workers(monkeypatch) -> None:
 
 def test_empty_api_key_means_no_auth() -> None:
     assert ServeSettings(api_key="").api_key is None
+
+
+def test_model_threads_share_the_usable_cores_among_workers(monkeypatch) -> None:
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert ServeSettings().model_threads() == 8  # one worker: every core (not cores - 1)
+    assert ServeSettings(workers=3).model_threads() == 2
+    assert ServeSettings(workers=16).model_threads() == 1
+    assert ServeSettings(workers=3, torch_threads=5).model_threads() == 5

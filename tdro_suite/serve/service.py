@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import copy
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -165,7 +164,7 @@ class Service:
         self.batcher.start()
 
     def torch_threads(self) -> int:
-        return self.settings.torch_threads or max(1, (os.cpu_count() or 1) - 1)
+        return self.settings.model_threads()
 
     def _encode_batch(self, texts: list[str], tokens: list[int]) -> np.ndarray:
         """One model call: forward passes over length groups, so short texts are not padded to long ones."""

@@ -65,8 +65,9 @@ class ServeSettings(BaseSettings):
     max_batch_size: int = Field(64, ge=1, description="Most inputs in one model call.")
     max_batch_tokens: int = Field(16384, ge=1, description="Most padded tokens (inputs x longest) per call.")
     torch_threads: int | None = Field(
-        None, ge=1, description="torch intra-op threads for the model; default: CPU cores - 1 (at least 1), "
-        "leaving a core to the event loop and tokenizer so OpenMP threads do not fight them for it."
+        None, ge=1, description="torch intra-op threads for the model in each worker; default: the CPU cores this "
+        "process may use, divided among the workers. The model thread does nearly all the work: on 2 cores, 2 "
+        "threads serve more than 1 even though the event loop and the tokenizer share those cores."
     )
     forward_batch_size: int = Field(
         64, ge=1, description="Most inputs per forward pass; a model call splits its inputs into passes of "
@@ -98,6 +99,13 @@ class ServeSettings(BaseSettings):
                 raise ValueError(f"api_key_env names the environment variable {self.api_key_env}, which is unset")
             self.api_key = SecretStr(value)
         return self
+
+    def model_threads(self) -> int:
+        """`torch_threads`, or the usable cores (CPU affinity, as in a container) shared among the workers."""
+        if self.torch_threads:
+            return self.torch_threads
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, cores // self.workers)
 
     @property
     def model_name(self) -> str:
