@@ -1,28 +1,29 @@
-"""Serving benchmark: N concurrent clients against `tdro-suite serve`, a batch-of-one configuration of
-the same server, a peer server (infinity_emb when installed, else a plain per-request FastAPI app),
-and in-process `Encoder.encode` on the same texts, all in one run on one machine.
+"""Serving benchmark: `tdro-suite serve` as shipped against infinity_emb and in-process encoding, one run.
 
-    .venv/bin/python eval/bench/serve_bench.py                          # MiniLM, 16 clients, 20 s per server
-    .venv/bin/python eval/bench/serve_bench.py --clients 32 --seconds 30 --out eval/bench/results/serve.json
+    .venv/bin/python eval/bench/serve_bench.py                        # 32 clients x 8 inputs, then 1 x 1
+    .venv/bin/python eval/bench/serve_bench.py --shapes 16x1,64x1 --seconds 30 --out serve.json
 
-Every server listens on 127.0.0.1 only and every load loop is bounded in time and request count.
-Texts are real English sentences (chatterbot-corpus), one per request, sent the way the OpenAI client
-sends them (base64 floats). For each server: requests/s, embeddings/s, p50/p99 latency; then our
-throughput as a multiple of batch-of-one and as a fraction of in-process encoding. The goal is
->= 3x batch-of-one and within 15% of in-process encoding.
+Shapes are CLIENTSxINPUTS: that many concurrent clients, each sending requests of that many texts
+(short bundled queries of 8-40 words, see `bench_texts.py`) as the OpenAI client does (base64 floats),
+for `--seconds` after a warm-up. Every contender serves MiniLM on 127.0.0.1 with its own defaults:
+- `tdro-suite serve --model minilm`, no other flag (its dtype, threads and batching as shipped);
+- infinity_emb (pinned, `INFINITY_VERSION`), its defaults (float32 weights on CPU) and, where the CPU
+  has native bf16, again with `--dtype bfloat16` (a fair peer for our bf16 default);
+- in-process `Encoder.encode` of all texts at once (sorted by length: the best case a server can
+  approach), before and after the servers, with every core.
+Targets (issue 16): at 32 x 8, >= 1.2x infinity_emb and >= 0.9x in-process; at 1 x 1, >= 1.0x infinity.
 
-The infinity peer runs from its own virtual environment (it pins older transformers): install
-infinity_emb 0.0.78 into a separate venv and pass its executable with --infinity (default
-/work/.bench-venvs/infinity/bin/infinity_emb).
+infinity_emb pins other transformers versions, so it runs from its own virtual environment: `--infinity`
+names its executable, else the script installs it once into the project's cache
+(`~/.cache/tdro-suite/bench/infinity-emb-<version>`, `$TDRO_CACHE_DIR` moves it), torch first at our
+version so pip keeps a CPU build where ours is one. `--skip-peer` measures ours and in-process only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
-import json
 import os
 import platform
 import queue
@@ -39,27 +40,10 @@ from typing import Any
 
 import httpx
 import numpy as np
+from bench_texts import bundled_texts
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_INFINITY = Path("/work/.bench-venvs/infinity/bin/infinity_emb")
+INFINITY_VERSION = "0.0.78"
 _LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
-
-
-def corpus_texts(limit: int) -> list[str]:
-    """English sentences from chatterbot-corpus (questions and answers), deduplicated."""
-    import chatterbot_corpus
-    import yaml
-
-    folder = Path(chatterbot_corpus.__file__).parent / "data" / "english"
-    texts: list[str] = []
-    for path in sorted(folder.glob("*.yml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        for conversation in data.get("conversations") or []:
-            texts.extend(str(t).strip() for t in conversation if isinstance(t, str) and t.strip())
-    unique = list(dict.fromkeys(texts))
-    if not unique:
-        raise SystemExit(f"no texts found under {folder}")
-    return unique[:limit]
 
 
 def free_port() -> int:
@@ -120,30 +104,29 @@ def _pump(proc: subprocess.Popen, lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
-async def load(base: str, path: str, model: str, texts: list[str], clients: int, seconds: float,
+async def load(base: str, path: str, model: str, texts: list[str], clients: int, inputs: int, seconds: float,
                max_requests: int) -> dict[str, Any]:
-    """`clients` concurrent loops, each sending one text per request until time or count runs out."""
+    """`clients` concurrent loops, each sending `inputs` texts per request until time or count runs out."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
     sent = 0
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
         # warm-up: every connection once
-        await asyncio.gather(*(client.post(path, json={"model": model, "input": [t]}) for t in texts[:clients]))
+        await asyncio.gather(*(client.post(path, json={"model": model, "input": texts[c : c + inputs]})
+                               for c in range(clients)))
         started = time.perf_counter()
         stop_at = started + seconds
 
         async def worker(offset: int) -> None:
             nonlocal sent
-            i = offset
+            i = offset * inputs
             while time.perf_counter() < stop_at and sent < max_requests:
                 sent += 1
-                text = texts[i % len(texts)]
-                i += clients
+                batch = [texts[(i + j) % len(texts)] for j in range(inputs)]
+                i += clients * inputs
                 t0 = time.perf_counter()
-                response = await client.post(
-                    path, json={"model": model, "input": [text], "encoding_format": "base64"}
-                )
+                response = await client.post(path, json={"model": model, "input": batch, "encoding_format": "base64"})
                 if response.status_code == 200:
                     latencies.append(time.perf_counter() - t0)
                 else:
@@ -157,88 +140,55 @@ async def load(base: str, path: str, model: str, texts: list[str], clients: int,
         "errors": errors,
         "seconds": round(elapsed, 3),
         "requests_per_s": round(done / elapsed, 2),
-        "embeddings_per_s": round(done / elapsed, 2),
+        "embeddings_per_s": round(done * inputs / elapsed, 2),
         "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 2) if latencies else None,
         "p99_ms": round(float(np.percentile(latencies, 99)) * 1000, 2) if latencies else None,
     }
 
 
-def check_vector(base: str, path: str, model: str, text: str, expected: np.ndarray) -> float:
-    """Max abs difference between the server's vector for `text` and in-process encoding."""
+def probe_cosine(base: str, path: str, model: str, text: str, expected: np.ndarray) -> float:
+    """Cosine between the server's vector for `text` and in-process encoding (1.0: the same embedding)."""
     body = httpx.post(f"{base}{path}", json={"model": model, "input": [text], "encoding_format": "float"},
                       timeout=60).json()
-    got = body["data"][0]["embedding"]
-    if isinstance(got, str):
-        got = np.frombuffer(base64.b64decode(got), dtype="<f4")
-    return float(np.max(np.abs(np.asarray(got, dtype=np.float32) - expected)))
+    got = np.asarray(body["data"][0]["embedding"], dtype=np.float32)
+    return float(got @ expected / (np.linalg.norm(got) * np.linalg.norm(expected)))
 
 
-def load_encoder(model: str) -> Any:
-    from tdro_suite.modeling import Encoder
-
-    enc = Encoder.from_pretrained(model, device="cpu")
-    enc.encode(["warm up"] * 8, batch_size=8)
-    return enc
-
-
-def in_process(enc: Any, texts: list[str], seconds: float, batch_size: int, *, chunked: bool) -> dict[str, Any]:
-    """Direct `Encoder.encode` throughput over the same texts, repeated until `seconds` pass.
-
-    sorted: one call over all texts (encode sorts the whole corpus by length: the best case).
-    chunked: one call per `batch_size` consecutive texts (the batches a saturated server can form).
-    """
+def in_process(enc: Any, texts: list[str], seconds: float) -> float:
+    """Embeddings/s of `Encoder.encode` over all texts at once (globally length-sorted), repeated for `seconds`."""
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        if chunked:
-            for i in range(0, len(texts), batch_size):
-                enc.encode(texts[i : i + batch_size], batch_size=batch_size, show_progress=False)
-                count += len(texts[i : i + batch_size])
-                if time.perf_counter() - started >= seconds:
-                    break
-        else:
-            enc.encode(texts, batch_size=batch_size, show_progress=False)
-            count += len(texts)
-    elapsed = time.perf_counter() - started
-    return {"embeddings": count, "seconds": round(elapsed, 3), "embeddings_per_s": round(count / elapsed, 2),
-            "batch_size": batch_size}
+        enc.encode(texts, batch_size=32, show_progress=False)
+        count += len(texts)
+    return round(count / (time.perf_counter() - started), 2)
 
 
-PLAIN_APP = '''
-import sys
-from fastapi import FastAPI
-from pydantic import BaseModel
-from tdro_suite.modeling import Encoder
-import base64, numpy as np
+def infinity_executable(given: Path | None) -> Path:
+    """`--infinity`, else the cached install (made on first use: a venv with our torch, then infinity_emb)."""
+    if given is not None:
+        if not given.is_file():
+            raise SystemExit(f"--infinity {given}: no such file")
+        return given
+    import torch
 
-enc = Encoder.from_pretrained(sys.argv[1], device="cpu")
-app = FastAPI()
+    from tdro_suite.common.paths import cache_dir
 
-class Body(BaseModel):
-    input: list[str]
-    model: str | None = None
-    encoding_format: str = "float"
-
-@app.get("/health")
-def health():
-    return {"status": "ok"}
-
-@app.post("/v1/embeddings")
-def embeddings(body: Body):  # one encode call per request, in FastAPI's thread pool
-    vectors = enc.encode(body.input, batch_size=len(body.input), show_progress=False)
-    enc64 = body.encoding_format == "base64"
-    data = [{"object": "embedding", "index": i,
-             "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode() if enc64 else v.tolist()}
-            for i, v in enumerate(vectors)]
-    return {"object": "list", "data": data, "model": sys.argv[1]}
-
-if __name__ == "__main__":
-    import uvicorn
-    uvicorn.run(app, host="127.0.0.1", port=0, log_level="info", access_log=False)
-'''
+    venv = cache_dir("bench") / f"infinity-emb-{INFINITY_VERSION}"
+    executable = venv / "bin" / "infinity_emb"
+    if executable.is_file():
+        return executable
+    print(f"installing infinity_emb {INFINITY_VERSION} into {venv} (once)", flush=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([*pip, f"torch=={torch.__version__.split('+')[0]}"], check=True)
+    subprocess.run([*pip, f"infinity_emb[server,torch]=={INFINITY_VERSION}"], check=True)
+    return executable
 
 
 def machine() -> dict[str, Any]:
     import torch
+
+    from tdro_suite.common.device import cpu_bf16_flag
 
     cpu = platform.processor() or ""
     with contextlib.suppress(OSError):
@@ -246,105 +196,111 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "load_average": os.getloadavg(),
-            "python": platform.python_version(), "platform": platform.platform()}
+    return {"cpu": cpu, "cores": os.cpu_count(), "native_bf16": cpu_bf16_flag(), "torch": torch.__version__,
+            "load_average": os.getloadavg(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    shapes = []
+    for part in text.split(","):
+        clients, _, inputs = part.strip().partition("x")
+        if not (clients.isdigit() and inputs.isdigit()) or not (1 <= int(clients) <= 256 and 1 <= int(inputs) <= 256):
+            raise SystemExit(f"--shapes: {part!r} is not CLIENTSxINPUTS with both in 1..256 (e.g. 32x8)")
+        shapes.append((int(clients), int(inputs)))
+    return shapes
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="minilm")
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=20.0, help="load time per server")
-    parser.add_argument("--max-requests", type=int, default=50_000, help="hard cap per server")
-    parser.add_argument("--texts", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=64, help="our max batch and in-process batch")
-    parser.add_argument("--infinity", type=Path, default=DEFAULT_INFINITY, help="infinity_emb executable")
-    parser.add_argument("--torch-threads", type=int, default=max(1, (os.cpu_count() or 1) - 1),
-                        help="torch threads for every contender (default: the server's default, cores - 1)")
-    parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument("--shapes", default="32x8,1x1", help="CLIENTSxINPUTS, comma-separated (default 32x8,1x1)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="load time per server and shape (at most 300)")
+    parser.add_argument("--max-requests", type=int, default=50_000, help="hard cap per server and shape")
+    parser.add_argument("--texts", type=int, default=1024, help="distinct short texts sent")
+    parser.add_argument("--infinity", type=Path, default=None, help="infinity_emb executable (default: cached install)")
+    parser.add_argument("--skip-peer", action="store_true", help="no infinity_emb")
     parser.add_argument("--out", type=Path, default=None, help="write results JSON here (atomically)")
     args = parser.parse_args()
-    if args.clients < 1 or args.clients > 256 or args.seconds <= 0 or args.seconds > 300:
-        parser.error("--clients must be 1..256 and --seconds 0..300 (bounded load)")
+    if not 0 < args.seconds <= 300:
+        parser.error("--seconds must be in (0, 300] (bounded load)")
+    shapes = parse_shapes(args.shapes)
 
     import torch
 
     from tdro_suite.common.io import atomic_write_json
+    from tdro_suite.modeling import Encoder
     from tdro_suite.modeling.resolve import resolve_model
 
-    torch.set_num_threads(args.torch_threads)
-    texts = corpus_texts(args.texts)
+    texts, _ = bundled_texts(args.texts, 0)
     folder = str(resolve_model(args.model))
-    results: dict[str, Any] = {"machine": machine(), "model": args.model, "clients": args.clients,
-                               "torch_threads": args.torch_threads,
-                               "seconds_per_server": args.seconds, "texts": len(texts)}
-    print(f"{len(texts)} texts, {args.clients} clients, {args.seconds:.0f} s per server", flush=True)
+    info = machine()
+    results: dict[str, Any] = {"machine": info, "model": args.model, "seconds": args.seconds, "texts": len(texts),
+                               "shapes": {}}
+    print(f"{len(texts)} texts; shapes {args.shapes}; {args.seconds:.0f} s each; {info}", flush=True)
 
-    enc = load_encoder(args.model)
+    torch.set_num_threads(os.cpu_count() or 1)
+    enc = Encoder.from_pretrained(args.model, device="cpu")
+    enc.encode(texts[:64])
     in_seconds = min(args.seconds, 15.0)
-
-    def measure_in_process(tag: str) -> None:
-        for chunked in (False, True):
-            name = f"in_process_{'chunked' if chunked else 'sorted'}_{tag}"
-            results[name] = in_process(enc, texts, in_seconds, args.batch_size, chunked=chunked)
-            print(f"{name}: {results[name]['embeddings_per_s']:.1f} embeddings/s", flush=True)
-
-    measure_in_process("before")
+    results["in_process_before"] = in_process(enc, texts, in_seconds)
+    print(f"in-process: {results['in_process_before']} embeddings/s", flush=True)
     probe = texts[7]
     expected = enc.encode([probe])[0]
 
-    def run(name: str, base: str, path: str, model_name: str) -> None:
-        diff = check_vector(base, path, model_name, probe, expected)
-        stats = asyncio.run(load(base, path, model_name, texts, args.clients, args.seconds, args.max_requests))
-        stats["max_abs_diff_vs_in_process"] = diff
-        results[name] = stats
-        print(f"{name}: {stats['requests_per_s']:.1f} req/s, p50 {stats['p50_ms']} ms, p99 {stats['p99_ms']} ms, "
-              f"errors {stats['errors']}, max |diff| {diff:.2e}", flush=True)
+    def run_shapes(name: str, command: list[str], port: int | None, health: str, path: str,
+                   env: dict[str, str] | None = None) -> None:
+        with server(command, port=port, health=health, env=env) as base:
+            cosine = probe_cosine(base, path, args.model, probe, expected)
+            for clients, inputs in shapes:
+                stats = asyncio.run(load(base, path, args.model, texts, clients, inputs, args.seconds,
+                                         args.max_requests))
+                stats["probe_cosine_vs_in_process"] = round(cosine, 6)
+                results["shapes"].setdefault(f"{clients}x{inputs}", {})[name] = stats
+                print(f"{clients}x{inputs} {name}: {stats['embeddings_per_s']:.1f} embeddings/s, "
+                      f"p50 {stats['p50_ms']} ms, p99 {stats['p99_ms']} ms, errors {stats['errors']}, "
+                      f"cosine {cosine:.5f}", flush=True)
 
     ours = [sys.executable, "-m", "tdro_suite.cli", "serve", "--model", args.model, "--host", "127.0.0.1",
-            "--port", "0", "--max-queue-inputs", "100000", "--no-access-log",
-            "--torch-threads", str(args.torch_threads)]
-    with server([*ours, "--max-batch-size", str(args.batch_size)], port=None, health="/ready") as base:
-        run("tdro_serve_dynamic_batching", base, "/v1/embeddings", args.model)
-    with server([*ours, "--max-batch-size", "1"], port=None, health="/ready") as base:
-        run("tdro_serve_batch_of_one", base, "/v1/embeddings", args.model)
-
+            "--port", "0"]
+    run_shapes("tdro-suite serve", ours, None, "/ready", "/v1/embeddings")
     if not args.skip_peer:
-        if args.infinity.is_file():
+        executable = infinity_executable(args.infinity)
+        dtypes = ["auto", "bfloat16"] if info["native_bf16"] else ["auto"]
+        for dtype in dtypes:
             port = free_port()
-            command = [str(args.infinity), "v2", "--model-id", folder, "--served-model-name", args.model,
+            command = [str(executable), "v2", "--model-id", folder, "--served-model-name", args.model,
                        "--host", "127.0.0.1", "--port", str(port), "--engine", "torch", "--device", "cpu",
-                       "--batch-size", str(args.batch_size)]
-            env = {"INFINITY_ANONYMOUS_USAGE_STATS": "0", "OMP_NUM_THREADS": str(args.torch_threads)}
-            with server(command, port=port, health="/health", env=env) as base:
-                run("infinity_emb", base, "/embeddings", args.model)
-        else:
-            env = {"OMP_NUM_THREADS": str(args.torch_threads)}
-            with server([sys.executable, "-c", PLAIN_APP, args.model], port=None, health="/health", env=env) as base:
-                run("plain_fastapi_per_request", base, "/v1/embeddings", args.model)
-
-    measure_in_process("after")  # the machine is shared: bracket the servers to see drift
-    direct = {kind: (results[f"in_process_{kind}_before"]["embeddings_per_s"]
-                     + results[f"in_process_{kind}_after"]["embeddings_per_s"]) / 2 for kind in ("sorted", "chunked")}
-    ours_rate = results["tdro_serve_dynamic_batching"]["embeddings_per_s"]
-    one_rate = results["tdro_serve_batch_of_one"]["embeddings_per_s"]
-    results["speedup_vs_batch_of_one"] = round(ours_rate / one_rate, 2) if one_rate else None
-    results["fraction_of_in_process_sorted"] = round(ours_rate / direct["sorted"], 3)
-    results["fraction_of_in_process_chunked"] = round(ours_rate / direct["chunked"], 3)
-    for peer in ("infinity_emb", "plain_fastapi_per_request"):
-        if peer in results and results[peer]["embeddings_per_s"]:
-            results[f"speedup_vs_{peer}"] = round(ours_rate / results[peer]["embeddings_per_s"], 2)
-    speedup = results["speedup_vs_batch_of_one"]
-    results["goal_met"] = {
-        "speedup_vs_batch_of_one>=3": bool(speedup and speedup >= 3),
-        "within_15pct_of_in_process_sorted": results["fraction_of_in_process_sorted"] >= 0.85,
-    }
-    summary = [k for k in results if k.startswith(("speedup", "fraction", "goal"))]
-    print(json.dumps({k: results[k] for k in summary}))
+                       "--dtype", dtype]
+            name = f"infinity_emb {INFINITY_VERSION}" + (f" --dtype {dtype}" if dtype != "auto" else "")
+            run_shapes(name, command, port, "/health", "/embeddings", {"INFINITY_ANONYMOUS_USAGE_STATS": "0"})
+    results["in_process_after"] = in_process(enc, texts, in_seconds)
+    print(f"in-process after: {results['in_process_after']} embeddings/s", flush=True)
+    results["machine"]["load_average_end"] = os.getloadavg()
+    report(results)
     if args.out:
         atomic_write_json(args.out, results)
         print(f"wrote {args.out}")
     return 0
+
+
+def report(results: dict[str, Any]) -> None:
+    """One markdown table per shape, then the ratios the targets are about."""
+    direct = (results["in_process_before"] + results["in_process_after"]) / 2
+    ratios: dict[str, float] = {}
+    for shape, rows in results["shapes"].items():
+        print(f"\n{shape} (clients x inputs)\n| contender | embeddings/s | p50 / p99 ms | errors |")
+        print("|---|---:|---:|---:|")
+        for name, r in rows.items():
+            errors = sum(r["errors"].values())
+            print(f"| {name} | {r['embeddings_per_s']:.1f} | {r['p50_ms']} / {r['p99_ms']} | {errors} |")
+        ours = rows["tdro-suite serve"]["embeddings_per_s"]
+        print(f"| in-process encode (mean of before/after) | {direct:.1f} | | |")
+        ratios[f"{shape} ours / in-process"] = round(ours / direct, 3)
+        for name, r in rows.items():
+            if name.startswith("infinity") and r["embeddings_per_s"]:
+                ratios[f"{shape} ours / {name}"] = round(ours / r["embeddings_per_s"], 3)
+    results["ratios"] = ratios
+    print("\n" + "\n".join(f"{k}: {v:.2f}" for k, v in ratios.items()))
 
 
 if __name__ == "__main__":

@@ -62,8 +62,11 @@ class ServeSettings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins; empty = off.")
 
     # Dynamic batching
-    max_batch_size: int = Field(64, ge=1, description="Most inputs in one model call.")
-    max_batch_tokens: int = Field(16384, ge=1, description="Most padded tokens (inputs x longest) per call.")
+    max_batch_size: int = Field(
+        256, ge=1, description="Most inputs in one model call; a call sorts its inputs by length into forward "
+        "passes (forward_batch_size), so a larger call pads less."
+    )
+    max_batch_tokens: int = Field(32768, ge=1, description="Most padded tokens (inputs x longest) per call.")
     torch_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads for the model in each worker; default: the CPU cores this "
         "process may use, divided among the workers. The model thread does nearly all the work: on 2 cores, 2 "
