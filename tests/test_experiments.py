@@ -114,6 +114,24 @@ def test_other_settings_are_refused(configs: dict[str, Path]) -> None:
         mc._check_settings(spec, Console(quiet=True))
 
 
+def test_task_schedule_reaches_the_fine_tunes_and_is_checked_on_reuse(configs: dict[str, Path]) -> None:
+    """--task-schedule sets every condition's fine-tune; random (the default) leaves the settings as they were
+    before the option existed, so older OUT folders stay reusable, and a stratified run is refused in them."""
+    stratified = _spec(configs, [1], task_schedule="stratified")
+    cfg = mc.finetune_config(stratified, mc.CONDITIONS["tdro-top70"], 1, configs["root"] / "probe", None)
+    assert cfg.task_schedule == "stratified"
+    assert "task_schedule" not in mc.settings(_spec(configs, [1]))["finetune"]
+    out = configs["root"] / "schedule"
+    (out / "runs").mkdir(parents=True)
+    older = _spec(configs, [1])
+    older.out = stratified.out = out
+    mc._check_settings(older, Console(quiet=True))
+    with pytest.raises(SystemExit, match=r"finetune\.task_schedule"):
+        mc._check_settings(stratified, Console(quiet=True))
+    assert mc.parse_args(["--task-schedule", "stratified"]).task_schedule == "stratified"
+    assert mc.parse_args([]).task_schedule == "random"
+
+
 def test_summary_mean_std_and_cli_presets() -> None:
     records = [mc.Record("uniform", s, "miracl", "ndcg@10", v, {}, ["a"]) for s, v in [(1, 0.2), (2, 0.4)]]
     (row,) = mc.summarize(records, ["uniform"], ["miracl"])

@@ -88,6 +88,7 @@ class ExperimentSpec:
     optimize_steps: int | None = None
     reference_steps: int | None = None
     eval_batch_size: int = 32
+    task_schedule: str = "random"  # the fine-tunes' `task_schedule` (random | stratified)
     show_progress: bool = True
 
     def __post_init__(self) -> None:
@@ -182,12 +183,16 @@ def finetune_config(spec: ExperimentSpec, condition: Condition, seed: int, run_d
     })
     cfg.mixture = str(weights) if weights is not None else None  # the uniform condition ignores the file's
     cfg.top_percent = condition.top_percent
+    cfg.task_schedule = spec.task_schedule
     cfg.progress = cfg.progress and spec.show_progress
     return _clamp_steps(cfg, "max_steps", spec.finetune_steps)
 
 
 def settings(spec: ExperimentSpec) -> dict[str, Any]:
-    """What every run in OUT/runs depends on (seed, output folder and measure aside): reuse needs a match."""
+    """What every run in OUT/runs depends on (seed, output folder and measure aside): reuse needs a match.
+    Fields added since at their old default are left out, so folders made before them stay reusable."""
+    from tdro_suite.runtime.config import at_old_default
+
     skip = {"output_dir", "seed", "measure", "reference", "train_reference", "resume", "overwrite", "progress",
             "mixture", "top_percent"}
     probe = spec.out / RUNS_DIR / "probe"
@@ -196,7 +201,10 @@ def settings(spec: ExperimentSpec) -> dict[str, Any]:
         "reference": reference_config(spec, 0, probe),
         "finetune": finetune_config(spec, CONDITIONS["uniform"], 0, probe, None),
     }
-    return {name: {k: v for k, v in cfg.model_dump().items() if k not in skip} for name, cfg in parts.items()}
+    return {
+        name: {k: v for k, v in cfg.model_dump().items() if k not in skip | at_old_default(cfg)}
+        for name, cfg in parts.items()
+    }
 
 
 def _check_settings(spec: ExperimentSpec, console: Console) -> dict[str, Any]:
@@ -567,6 +575,8 @@ def parse_args(argv: Sequence[str] | None = None) -> ExperimentSpec:
     parser.add_argument("--optimize-config", type=Path, default=DEFAULT_OPTIMIZE_CONFIG)
     parser.add_argument("--finetune-config", type=Path, default=DEFAULT_FINETUNE_CONFIG)
     parser.add_argument("--eval-batch-size", type=int, default=32)
+    parser.add_argument("--task-schedule", choices=("random", "stratified"), default="random",
+                        help="the fine-tunes' task schedule (finetune --task-schedule); default random")
     parser.add_argument("--smoke", action="store_true",
                         help=f"CI-sized preset: {SMOKE_STEPS} steps per stage, 1 seed, miracl only")
     args = parser.parse_args(argv)
@@ -586,6 +596,7 @@ def parse_args(argv: Sequence[str] | None = None) -> ExperimentSpec:
             optimize_steps=args.optimize_steps or smoke_steps,
             reference_steps=args.reference_steps or smoke_steps,
             eval_batch_size=args.eval_batch_size,
+            task_schedule=args.task_schedule,
         )
     except ValueError as exc:
         parser.error(str(exc))

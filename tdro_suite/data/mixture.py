@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,20 @@ from tdro_suite.common.jsonl import read_json_file
 from tdro_suite.data.types import TaskInfo
 
 MIXTURE_FORMAT = "tdro-suite/mixture-v1"
+
+
+def largest_remainder(seats: int, quotas: Sequence[Fraction], order: Sequence[int]) -> list[int]:
+    """Apportion `seats` to quotas q_k ≥ 0 summing to `seats`: ⌊q_k⌋ each, the seats left over one each to
+    the largest remainders q_k − ⌊q_k⌋, ties in the order `order` lists the tasks (callers pass a seeded
+    permutation). Every count is ⌊q_k⌋ or ⌈q_k⌉. Exact fractions keep equal quotas equal, so no rounding
+    noise decides a tie. tDRO's per-batch counts and finetune's stratified schedule share this rule.
+    """
+    counts = [math.floor(q) for q in quotas]
+    leftovers = seats - sum(counts)
+    by_remainder = sorted(order, key=lambda k: quotas[k] - counts[k], reverse=True)  # stable: ties keep `order`
+    for k in by_remainder[:leftovers]:
+        counts[k] += 1
+    return counts
 
 
 @dataclass(frozen=True)

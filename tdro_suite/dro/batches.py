@@ -23,6 +23,7 @@ import torch
 
 from tdro_suite.common.errors import DataError
 from tdro_suite.data.arrow import ArrowExamples
+from tdro_suite.data.mixture import largest_remainder
 from tdro_suite.data.tasks import task_examples
 from tdro_suite.data.types import TaskInfo, TrainExample
 from tdro_suite.modeling.prompts import passage_prompt, query_prompt
@@ -94,13 +95,7 @@ def task_counts(
     order = torch.randperm(num_tasks, generator=generator).tolist()
     exact = [Fraction(r) for r in rates]
     total = sum(exact)
-    quotas = [batch_size * r / total for r in exact]
-    counts = [math.floor(q) for q in quotas]
-    leftovers = batch_size - sum(counts)
-    by_remainder = sorted(order, key=lambda k: quotas[k] - counts[k], reverse=True)  # stable: ties keep `order`
-    for k in by_remainder[:leftovers]:
-        counts[k] += 1
-    return counts
+    return largest_remainder(batch_size, [batch_size * r / total for r in exact], order)
 
 
 def _pick(n: int, size: int, generator: torch.Generator) -> list[int]:

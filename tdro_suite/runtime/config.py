@@ -22,9 +22,28 @@ from tdro_suite.modeling.config import ATTN_HELP, AttnImplementation
 RESUMABLE: dict[str, Any] = {"resume_may_change": True}
 
 
+OMIT_AT_DEFAULT: dict[str, Any] = {"omit_at_default": True}
+
+
 def resumable(default: Any, description: str, **kwargs: Any) -> Any:
     """A field a resumed run may change without changing its result (bookkeeping, execution strategy)."""
     return Field(default, description=description, json_schema_extra=RESUMABLE, **kwargs)
+
+
+def added_later(default: Any, description: str, **kwargs: Any) -> Any:
+    """A result-changing field whose default is the behaviour from before it existed: at that default it is
+    left out of fingerprints, so checkpoints and experiment folders made before it still resume; any other
+    value is checked like every setting."""
+    return Field(default, description=description, json_schema_extra=OMIT_AT_DEFAULT, **kwargs)
+
+
+def at_old_default(config: CommandConfig) -> set[str]:
+    """The `added_later` fields of `config` that hold their default (fingerprints leave them out)."""
+    return {
+        name for name, field in type(config).model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("omit_at_default")
+        and getattr(config, name) == field.default
+    }
 
 
 class ModelConfig(CommandConfig):
@@ -100,12 +119,15 @@ class RunConfig(CommandConfig):
 
 
 def result_settings(config: CommandConfig) -> dict[str, Any]:
-    """The settings that change the trained result: every field not marked `resume_may_change`."""
+    """The settings that change the trained result: every field not marked `resume_may_change`, less the
+    `added_later` ones at their default."""
     dumped = config.model_dump(mode="json")
+    omitted = at_old_default(config)
     return {
         name: dumped[name]
         for name, field in sorted(type(config).model_fields.items())
         if not (isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("resume_may_change"))
+        and name not in omitted
     }
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, PositiveInt
 
-from tdro_suite.runtime.config import TrainingConfig, resumable
+from tdro_suite.runtime.config import TrainingConfig, added_later, resumable
 
 
 class FinetuneConfig(TrainingConfig):
@@ -17,6 +19,13 @@ class FinetuneConfig(TrainingConfig):
     # --- mixture
     mixture: str | None = Field(None, description="Weights file (tdro-suite or reference layout); none = uniform.")
     top_percent: float | None = Field(None, gt=0, le=100, description="Keep the top-P% tasks by weight, uniformly.")
+    task_schedule: Literal["random", "stratified"] = added_later(
+        "random",
+        "Which task each global batch comes from: random = an independent draw per step with the mixture's "
+        "weights; stratified = every window of ⌈1/min weight⌉ steps gives each task its share by largest "
+        "remainder (within one step of steps × weight, carried across windows), in a seeded order. Both are "
+        "functions of the seed, the same on every rank.",
+    )
 
     # --- batches and loss
     per_device_batch_size: PositiveInt = resumable(

@@ -40,7 +40,7 @@ from tdro_suite.runtime.run_dir import RunDir, model_identity, task_identity
 from tdro_suite.runtime.session import StepResult, TrainingSession
 from tdro_suite.train.batching import global_text_groups, tokenize_groups
 from tdro_suite.train.config import FinetuneConfig
-from tdro_suite.train.sampler import HomogeneousBatchSampler
+from tdro_suite.train.sampler import HomogeneousBatchSampler, StratifiedSchedule
 
 MODEL_DIR = "model"
 LOSS_PNG = "loss.png"
@@ -146,6 +146,9 @@ def describe_mixture(config: FinetuneConfig, num_tasks: int, mixture: Mixture) -
         source = config.mixture or "a uniform mixture"
         what = f"top {config.top_percent:g}% of the tasks by weight in {source}: {len(mixture.names)} of {num_tasks}"
         what += " tasks, sampled uniformly"
+    if config.task_schedule == "stratified":
+        window = StratifiedSchedule(mixture.weights, config.seed).window
+        return what + f"; each optimizer step takes ONE task, every {window} steps in these proportions (stratified)"
     return what + "; each optimizer step draws ONE task by these weights"
 
 
@@ -246,7 +249,9 @@ def _run_finetune(config: FinetuneConfig, console: Console) -> FinetuneResult:
     if is_deepspeed(accelerator):
         ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
         ds_config["train_micro_batch_size_per_gpu"] = config.per_device_batch_size
-    sampler = HomogeneousBatchSampler(list(data.mixture.sizes), list(data.mixture.weights), global_batch, config.seed)
+    sampler = HomogeneousBatchSampler(
+        list(data.mixture.sizes), list(data.mixture.weights), global_batch, config.seed, config.task_schedule
+    )
     session = TrainingSession(
         config, accelerator, EncoderModule(encoder),
         run_dir=run_dir, fingerprint=run_fingerprint(config, data.tasks, data.mixture, global_batch),
