@@ -3,36 +3,22 @@ table as mean ± std, the plot is written, and a resumed experiment reuses every
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from experiment_modules import load_experiment
 from rich.console import Console
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent / "dist_scripts"))
 
-from dro_synthetic import write_stage_configs  # noqa: E402
+from dro_synthetic import write_stage_configs
 
 BENCH = Path(__file__).parent / "fixtures" / "bench" / "beir" / "tinyfacts"
 MEAN_STD = re.compile(r"^\d+\.\d\d ± \d+\.\d\d$")
-
-
-def _load_experiment() -> ModuleType:
-    path = ROOT / "eval" / "experiments" / "mixture_comparison.py"
-    spec = importlib.util.spec_from_file_location("mixture_comparison", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-mc = _load_experiment()
+mc = load_experiment("mixture_comparison")
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +54,13 @@ def test_experiment_table_plot_and_resume(configs: dict[str, Path]) -> None:
     # one reference for all measures, one tDRO run per measure, one fine-tune per condition
     assert sorted(k for k in result.seconds if "/eval-" not in k) == sorted(
         ["seed-1/reference", "seed-1/optimize-relative", "seed-1/optimize-loss", "seed-1/optimize-excess"]
-        + [f"seed-1/finetune-{c}" for c in mc.CONDITIONS]
+        + [f"seed-1/finetune-{c}" for c in mc.DEFAULT_CONDITIONS]
     )
     assert not (runs / "optimize-loss" / "reference").exists()  # GroupDRO's measure needs no reference
 
     # results.json: every run's numbers
     saved = json.loads(result.results_json.read_text())
-    assert saved["complete"] is True and len(saved["runs"]) == len(mc.CONDITIONS)
+    assert saved["complete"] is True and len(saved["runs"]) == len(mc.DEFAULT_CONDITIONS)
     assert all(0.0 <= run["value"] <= 1.0 and run["metric"] == "ndcg@10" for run in saved["runs"])
     assert saved["conditions"]["uniform"]["tasks"] == "4" and saved["conditions"]["tdro-top70"]["tasks"] == "2"
     assert saved["conditions"]["tdro-reweight"]["tasks"] == "4" and saved["conditions"]["loss-top70"]["tasks"] == "2"
@@ -83,8 +69,8 @@ def test_experiment_table_plot_and_resume(configs: dict[str, Path]) -> None:
     table = result.table_md.read_text()
     main_table = table.split("\n\n")[1]
     body = [line for line in main_table.splitlines() if line.startswith("| ") and not line.startswith("| condition")]
-    assert len(body) == len(mc.CONDITIONS)
-    for name, line in zip(mc.CONDITIONS, body, strict=True):
+    assert len(body) == len(mc.DEFAULT_CONDITIONS)
+    for name, line in zip(mc.DEFAULT_CONDITIONS, body, strict=True):
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[0].startswith(f"{name}: ")
         assert cells[1] == ("2" if name.endswith("top70") else "4")

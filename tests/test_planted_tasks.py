@@ -4,31 +4,16 @@ positives repeat the query), and the 16-task manifest loads through the real tas
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
+from experiment_modules import load_experiment
 
 from tdro_suite.bundled import train_dir
 from tdro_suite.data.tasks import count_task_examples, load_task_examples, load_tasks, training_tasks
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str) -> ModuleType:
-    path = ROOT / "eval" / "experiments" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-pt = _load("planted_tasks")
+pt = load_experiment("planted_tasks")
 
 
 @pytest.fixture(scope="module")

@@ -55,9 +55,12 @@ class Condition:
     label: str
     measure: str | None
     top_percent: float | None
+    oracle: bool = False  # uniform over every task but the spec's `oracle_drops` (the planted ones)
 
     @property
     def transfer(self) -> str:
+        if self.oracle:
+            return "oracle"
         if self.measure is None:
             return "uniform"
         return f"top-{self.top_percent:g}%" if self.top_percent is not None else "reweight"
@@ -69,7 +72,9 @@ CONDITIONS: dict[str, Condition] = {
     "tdro-top70": Condition("tDRO, top-70% tasks", "relative", TOP_PERCENT),
     "loss-top70": Condition("GroupDRO measure (loss), top-70%", "loss", TOP_PERCENT),
     "excess-top70": Condition("DoReMi measure (excess), top-70%", "excess", TOP_PERCENT),
+    "oracle": Condition("oracle: every task but the planted ones, uniformly", None, None, oracle=True),
 }
+DEFAULT_CONDITIONS = ("uniform", "tdro-reweight", "tdro-top70", "loss-top70", "excess-top70")
 
 
 @dataclass
@@ -78,7 +83,7 @@ class ExperimentSpec:
 
     out: Path = DEFAULT_OUT
     seeds: list[int] = field(default_factory=lambda: [42, 43, 44])
-    conditions: list[str] = field(default_factory=lambda: list(CONDITIONS))
+    conditions: list[str] = field(default_factory=lambda: list(DEFAULT_CONDITIONS))
     benchmarks: list[str] = field(default_factory=lambda: list(DEFAULT_BENCHMARKS))
     optimize_config: Path = DEFAULT_OPTIMIZE_CONFIG
     finetune_config: Path = DEFAULT_FINETUNE_CONFIG
@@ -89,6 +94,10 @@ class ExperimentSpec:
     reference_steps: int | None = None
     eval_batch_size: int = 32
     task_schedule: str = "random"  # the fine-tunes' `task_schedule` (random | stratified)
+    optimize_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. global_batch_size for more tasks
+    oracle_drops: list[str] = field(default_factory=list)  # the tasks the `oracle` condition leaves out
+    experiment: str = "mixture_comparison"  # results.json's name of the experiment
+    title: str = "Mixture comparison"
     show_progress: bool = True
 
     def __post_init__(self) -> None:
@@ -97,6 +106,8 @@ class ExperimentSpec:
             raise ValueError(f"unknown condition(s) {', '.join(unknown)}; choose from {', '.join(CONDITIONS)}")
         if not self.seeds or not self.conditions or not self.benchmarks:
             raise ValueError("need at least one seed, one condition and one benchmark")
+        if "oracle" in self.conditions and not self.oracle_drops:
+            raise ValueError("the oracle condition needs the tasks it leaves out (oracle_drops)")
         self.out = Path(self.out)
 
 
@@ -157,7 +168,7 @@ def optimize_config(spec: ExperimentSpec, measure: str, seed: int, run_dir: Path
     cfg = load_config(OptimizeConfig, spec.optimize_config, {
         **_common_overrides(spec), "output_dir": str(run_dir), "seed": seed, "measure": measure,
         "reference": str(reference) if reference is not None else None, "train_reference": False,
-        "resume": True, "overwrite": False,
+        "resume": True, "overwrite": False, **spec.optimize_overrides,
     })
     return _clamp_steps(cfg, "max_steps", spec.optimize_steps)
 
@@ -303,6 +314,23 @@ def finetune(
     return exported, [n for n, w in zip(kept.names, kept.weights, strict=True) if w > 0]
 
 
+def oracle_mixture(spec: ExperimentSpec) -> Path:
+    """The oracle's weights file: uniform over the experiment's tasks but 0 on `oracle_drops` (which the
+    fine-tune then leaves out), written to OUT/runs/ (the same bytes every time, so a resume matches)."""
+    from tdro_suite.data.mixture import Mixture, write_mixture
+    from tdro_suite.data.tasks import training_tasks
+
+    tasks = training_tasks(spec.data or [])
+    unknown = sorted(set(spec.oracle_drops) - {t.name for t in tasks})
+    if unknown:
+        raise ValueError(f"oracle_drops names task(s) the data does not have: {', '.join(unknown)}")
+    names = tuple(t.name for t in tasks)
+    mixture = Mixture(names, tuple(0.0 if n in spec.oracle_drops else 1.0 for n in names), tuple(t.size for t in tasks))
+    path = spec.out / RUNS_DIR / "oracle-mixture.json"
+    write_mixture(path, mixture)
+    return path
+
+
 def evaluate_model(
     spec: ExperimentSpec, name: str, seed: int, seed_dir: Path, model: Path, console: Console, timings: _Timings,
 ) -> dict[str, dict[str, Any]]:
@@ -417,26 +445,34 @@ def paired_differences(records: Sequence[Record], conditions: Sequence[str], bas
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
-def dropped_tasks(records: Sequence[Record], conditions: Sequence[str]) -> str:
-    """Markdown: which tasks each top-p% selection left out, per seed (how stable the selection is)."""
-    everything = sorted({t for r in records for t in r.tasks})
+def dropped_tasks(records: Sequence[Record], conditions: Sequence[str], planted: Sequence[str] = ()) -> str:
+    """Markdown: which tasks each selection (top-p%, oracle) left out, per seed (how stable it is); with
+    `planted`, those are bold and each cell ends with how many of them it dropped."""
+    everything = sorted({t for r in records for t in r.tasks} | set(planted))
     seeds = sorted({r.seed for r in records})
     lines = ["| condition | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
+
+    def cell(kept: list[str]) -> str:
+        dropped = [t for t in everything if t not in kept]
+        text = ", ".join(f"**{t}**" if t in planted else t for t in dropped)
+        return text + (f" ({sum(t in planted for t in dropped)}/{len(planted)} planted)" if planted else "")
+
     for name in conditions:
-        if CONDITIONS[name].top_percent is None:
+        if CONDITIONS[name].top_percent is None and not CONDITIONS[name].oracle:
             continue
         tasks = {r.seed: r.tasks for r in records if r.condition == name}
         if tasks:
-            lines.append(f"| {name} | " + " | ".join(
-                ", ".join(t for t in everything if t not in tasks[s]) if s in tasks else "-" for s in seeds
-            ) + " |")
+            lines.append(f"| {name} | " + " | ".join(cell(tasks[s]) if s in tasks else "-" for s in seeds) + " |")
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
-def rich_table(records: Sequence[Record], summary: Sequence[SummaryRow], conditions: Sequence[str]) -> Table:
+def rich_table(
+    records: Sequence[Record], summary: Sequence[SummaryRow], conditions: Sequence[str],
+    title: str = "Mixture comparison",
+) -> Table:
     columns = _columns(summary)
     by_key = {(r.condition, r.benchmark): r for r in summary}
-    table = Table(title="Mixture comparison (x100, mean ± std over seeds)")
+    table = Table(title=f"{title} (x100, mean ± std over seeds)")
     table.add_column("condition")
     table.add_column("tasks", justify="right")
     for bench, metric in columns:
@@ -489,7 +525,7 @@ def write_outputs(
     results_json, table_md, plot_png = spec.out / "results.json", spec.out / "table.md", spec.out / "plot.png"
     tasks_by_condition = {name: task_counts(records, name) for name in spec.conditions}
     atomic_write_json(results_json, {
-        "experiment": "mixture_comparison",
+        "experiment": spec.experiment,
         "complete": final,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seeds": spec.seeds,
@@ -505,11 +541,13 @@ def write_outputs(
         "seconds_total": round(sum(seconds.values()), 1),
     })
     if final:
-        sections = ["# Mixture comparison\n\n" + markdown_table(records, summary, spec.conditions)]
+        sections = [f"# {spec.title}\n\n" + markdown_table(records, summary, spec.conditions)]
         if paired := paired_differences(records, spec.conditions):
             sections.append("## Difference to the uniform mixture, paired by seed (x100)\n\n" + paired)
-        if dropped := dropped_tasks(records, spec.conditions):
-            sections.append(f"## Tasks each top-{TOP_PERCENT:g}% selection left out\n\n" + dropped)
+        if dropped := dropped_tasks(records, spec.conditions, spec.oracle_drops):
+            which = f"selection (top-{TOP_PERCENT:g}%, oracle)" if "oracle" in spec.conditions else \
+                f"top-{TOP_PERCENT:g}% selection"
+            sections.append(f"## Tasks each {which} left out\n\n" + dropped)
         atomic_write_text(table_md, "\n".join(sections))
         plot(summary, spec.conditions, plot_png)
     return summary, results_json, table_md, plot_png
@@ -522,6 +560,7 @@ def run_experiment(spec: ExperimentSpec, *, console: Console | None = None) -> E
     settings_used = _check_settings(spec, console)
     timings = _Timings(runs / "timings.json")
     measures = [m for m in ("relative", "loss", "excess") if any(CONDITIONS[c].measure == m for c in spec.conditions)]
+    oracle = oracle_mixture(spec) if "oracle" in spec.conditions else None
     records: list[Record] = []
     for seed in spec.seeds:
         seed_dir = runs / f"seed-{seed}"
@@ -534,8 +573,8 @@ def run_experiment(spec: ExperimentSpec, *, console: Console | None = None) -> E
         }
         for name in spec.conditions:
             measure = CONDITIONS[name].measure
-            model, tasks = finetune(spec, name, seed, seed_dir, weights.get(measure) if measure else None,
-                                    console, timings)
+            mixture = weights.get(measure) if measure else oracle if CONDITIONS[name].oracle else None
+            model, tasks = finetune(spec, name, seed, seed_dir, mixture, console, timings)
             results = evaluate_model(spec, name, seed, seed_dir, model, console, timings)
             new = records_of(name, seed, tasks, results)
             records.extend(new)
@@ -558,12 +597,16 @@ def _list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def parse_args(argv: Sequence[str] | None = None) -> ExperimentSpec:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(
+    argv: Sequence[str] | None = None, *, description: str | None = None, out: Path = DEFAULT_OUT,
+    smoke_out: Path = SMOKE_OUT, conditions: Sequence[str] = DEFAULT_CONDITIONS, **extra: Any,
+) -> ExperimentSpec:
+    """The command line of this experiment, or (with other defaults and `extra` spec fields) of another
+    one built on it (noisy_mixture.py)."""
+    parser = argparse.ArgumentParser(description=description or __doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds, 42, 43, ... (default 3; smoke 1)")
     parser.add_argument("--out", type=Path, default=None,
-                        help=f"output folder (default {DEFAULT_OUT.relative_to(REPO)}; smoke: "
-                             f"{SMOKE_OUT.relative_to(REPO)})")
+                        help=f"output folder (default {out.relative_to(REPO)}; smoke: {smoke_out.relative_to(REPO)})")
     parser.add_argument("--finetune-steps", type=int, default=None, help="override the finetune config's max_steps")
     parser.add_argument("--optimize-steps", type=int, default=None, help="override the optimize config's max_steps")
     parser.add_argument("--reference-steps", type=int, default=None, help="override the reference config's max_steps")
@@ -571,7 +614,7 @@ def parse_args(argv: Sequence[str] | None = None) -> ExperimentSpec:
                         help="comma list: bundled:beir,bundled:miracl,bundled:mkqa, public names or benchmark folders "
                              "(default the three bundled; smoke bundled:miracl)")
     parser.add_argument("--conditions", type=_list, default=None,
-                        help=f"comma list out of {','.join(CONDITIONS)} (default all)")
+                        help=f"comma list out of {','.join(conditions)} (default all)")
     parser.add_argument("--optimize-config", type=Path, default=DEFAULT_OPTIMIZE_CONFIG)
     parser.add_argument("--finetune-config", type=Path, default=DEFAULT_FINETUNE_CONFIG)
     parser.add_argument("--eval-batch-size", type=int, default=32)
@@ -586,9 +629,9 @@ def parse_args(argv: Sequence[str] | None = None) -> ExperimentSpec:
         parser.error("--seeds must be at least 1")
     try:
         return ExperimentSpec(
-            out=args.out or (SMOKE_OUT if args.smoke else DEFAULT_OUT),
+            out=args.out or (smoke_out if args.smoke else out),
             seeds=[42 + i for i in range(seeds)],
-            conditions=args.conditions or list(CONDITIONS),
+            conditions=args.conditions or list(conditions),
             benchmarks=args.benchmarks or (["bundled:miracl"] if args.smoke else list(DEFAULT_BENCHMARKS)),
             optimize_config=args.optimize_config,
             finetune_config=args.finetune_config,
@@ -597,6 +640,7 @@ def parse_args(argv: Sequence[str] | None = None) -> ExperimentSpec:
             reference_steps=args.reference_steps or smoke_steps,
             eval_batch_size=args.eval_batch_size,
             task_schedule=args.task_schedule,
+            **extra,
         )
     except ValueError as exc:
         parser.error(str(exc))
@@ -604,12 +648,16 @@ def parse_args(argv: Sequence[str] | None = None) -> ExperimentSpec:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    spec = parse_args(argv)
+    return run_and_report(parse_args(argv))
+
+
+def run_and_report(spec: ExperimentSpec) -> int:
+    """Run the experiment, print its table and where the outputs are; non-zero when a value is not finite."""
     console = Console()
     started = time.perf_counter()
     result = run_experiment(spec, console=console)
-    console.rule("Mixture comparison")
-    console.print(rich_table(result.records, result.summary, spec.conditions))
+    console.rule(spec.title)
+    console.print(rich_table(result.records, result.summary, spec.conditions, spec.title))
     minutes = (time.perf_counter() - started) / 60
     console.print(
         f"results: {result.results_json}\ntable:   {result.table_md}\nplot:    {result.plot_png}\n"
