@@ -24,7 +24,7 @@ def test_two_processes_build_the_single_process_index(tiny_encoder_dir, tmp_path
         pytest.skip("torchrun is not installed next to this Python")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TDRO_CACHE_DIR": str(tmp_path / "cache")}
     common = ["index", "--corpus", str(CORPUS), "-m", str(tiny_encoder_dir), "--shard-size", "3", "--keep-shards",
-              "--device", "cpu"]
+              "--device", "cpu", "--dtype", "float32"]  # fp32 like this process (conftest)
     multi, single = tmp_path / "multi", tmp_path / "single"
     subprocess.run(
         [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "tdro_suite.cli", *common, "-o", str(multi)],

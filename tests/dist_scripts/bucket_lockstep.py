@@ -34,7 +34,8 @@ def main(model: str, out: Path) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     rank = dist.get_rank()
-    encoder = Encoder.from_pretrained(model, device="cpu")  # eval mode: no dropout, passes are comparable
+    # eval mode: no dropout, passes are comparable; fp32 as in training (bf16 weights would round the gradients)
+    encoder = Encoder.from_pretrained(model, device="cpu", dtype="float32")
     calls: list[int] = []
     original = encoder.backbone.forward
 
