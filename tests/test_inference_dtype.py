@@ -89,3 +89,28 @@ def test_bf16_keeps_the_bundled_benchmark_metrics(minilm_fp32_bf16, tmp_path) ->
             results = evaluate(encoder, bench, use_cache=False, show_progress=False, batch_size=64)
             scores.append(100 * results["average"][results["main_metric"]])
         assert abs(scores[0] - scores[1]) <= 0.1, (bench, scores)
+
+
+@pytest.mark.gpu
+def test_cuda_encode_in_half_precision_from_pinned_memory(minilm_fp32_bf16, monkeypatch) -> None:
+    """On a GPU: the default dtype is bf16 (fp16 without it), batches reach the device from pinned memory,
+    and the embeddings keep the fp32 CPU ones (cosine >= 0.999)."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from tdro_suite.modeling import Encoder
+
+    encoder = Encoder.from_pretrained("minilm", device="cuda")
+    assert next(encoder.parameters()).dtype == choose_dtype(torch.device("cuda"))[0]
+    pinned: list[bool] = []
+    original = torch.Tensor.pin_memory
+
+    def spy(tensor: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        out = original(tensor, *args, **kwargs)
+        pinned.append(out.is_pinned())
+        return out
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", spy)
+    got = encoder.encode(SAMPLE, batch_size=4)
+    assert pinned and all(pinned)
+    expected = minilm_fp32_bf16[0].encode(SAMPLE, batch_size=4)
+    assert np.sum(got * expected, axis=1).min() >= 0.999
