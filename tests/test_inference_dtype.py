@@ -92,12 +92,14 @@ def test_bf16_keeps_the_bundled_benchmark_metrics(minilm_fp32_bf16, tmp_path) ->
 
 
 @pytest.mark.gpu
-def test_cuda_encode_in_half_precision_from_pinned_memory(minilm_fp32_bf16, monkeypatch) -> None:
+def test_cuda_encode_in_half_precision_from_pinned_memory(request, monkeypatch) -> None:
     """On a GPU: the default dtype is bf16 (fp16 without it), batches reach the device from pinned memory,
     and the embeddings keep the fp32 CPU ones (cosine >= 0.999)."""
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     from tdro_suite.modeling import Encoder
+
+    minilm_fp32_bf16 = request.getfixturevalue("minilm_fp32_bf16")  # only once a GPU is there: two loads
 
     encoder = Encoder.from_pretrained("minilm", device="cuda")
     assert next(encoder.parameters()).dtype == choose_dtype(torch.device("cuda"))[0]

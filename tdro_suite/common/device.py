@@ -67,17 +67,12 @@ def choose_dtype(device: torch.device) -> tuple[torch.dtype, str]:
     return torch.float32, f"{device.type} device: fp32"
 
 
-def default_dtype(device: torch.device) -> torch.dtype:
-    """The inference dtype for `device` (see `choose_dtype`); `--dtype` overrides it."""
-    return choose_dtype(device)[0]
-
-
 def parse_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:
     """`--dtype` as given ("auto"/None = the device's default) → a torch dtype; a clear error otherwise."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype in (None, "", "auto"):
-        return default_dtype(device)
+        return choose_dtype(device)[0]
     if dtype not in DTYPE_NAMES:
         raise ValueError(f"unknown dtype {dtype!r}; choose auto or one of {sorted(DTYPE_NAMES)}")
     return DTYPE_NAMES[dtype]

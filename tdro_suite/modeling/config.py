@@ -11,8 +11,8 @@ from tdro_suite.config import CommandConfig
 AttnImplementation = Literal["sdpa", "flash_attention_2", "eager"]
 InferenceDtype = Literal["auto", "float32", "bfloat16", "float16"]
 DTYPE_HELP = (
-    "Weights' dtype when encoding: auto = bfloat16 on GPUs and on CPUs with native bf16 (AVX512-BF16 or AMX), "
-    "else float32 (`tdro-suite env` shows the choice and why)."
+    "Weights' dtype when encoding: auto = bfloat16 on GPUs (float16 where they lack bf16) and on CPUs with native "
+    "bf16 (AVX512-BF16 or AMX), else float32 (`tdro-suite env` shows the choice and why)."
 )
 ATTN_HELP = (
     "Attention kernel of the backbone: sdpa (PyTorch's fused attention), flash_attention_2 (needs the "
