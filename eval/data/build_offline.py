@@ -21,11 +21,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import random
+import shutil
 import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +71,7 @@ CHATTERBOT_TRAIN = {  # task language → chatterbot folders (zh: simplified and
     "pt": ["portuguese"],
     "nl": ["dutch"],
 }
+OTHER_BUILDS = ("benchmarks/general",)  # bundled folders another script builds (build_general.py)
 MKQA_LANGS = {"en": "english", "it": "italian", "ja": "japanese"}
 MIRACL_LANGS = {"bn": "bengali", "de": "german", "es": "spanish", "fr": "french", "id": "indonesian"}
 
@@ -471,13 +473,19 @@ def write_train(folder: Path, plans: list[TaskPlan], seed: int) -> None:
     write_manifest(folder / "tasks.json", infos)
 
 
-def write_beir(folder: Path, name: str, data: dict, readme: str) -> None:
-    target = folder / "beir" / name
-    write_jsonl(target / "corpus.jsonl.gz", ({"_id": d, "title": "", "text": t} for d, t in data["corpus"]))
-    write_jsonl(target / "queries.jsonl", ({"_id": q, "text": t} for q, t, _ in data["queries"]))
-    rows = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t1" for q, _, ds in data["queries"] for d in ds]
+def write_beir_dataset(
+    target: Path, corpus: Iterable[tuple[str, str, str]], queries: Sequence[tuple[str, str, Sequence[str]]], readme: str
+) -> None:
+    """One BEIR dataset folder: corpus (docid, title, text), queries (qid, text, relevant docids; score 1)."""
+    write_jsonl(target / "corpus.jsonl.gz", ({"_id": d, "title": ti, "text": t} for d, ti, t in corpus))
+    write_jsonl(target / "queries.jsonl", ({"_id": q, "text": t} for q, t, _ in queries))
+    rows = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t1" for q, _, ds in queries for d in ds]
     write_text_lines(target / "qrels" / "test.tsv", rows)
     atomic_write_text(target / "README.md", readme)
+
+
+def write_beir(folder: Path, name: str, data: dict, readme: str) -> None:
+    write_beir_dataset(folder / "beir" / name, ((d, "", t) for d, t in data["corpus"]), data["queries"], readme)
 
 
 def write_miracl(folder: Path, data: dict[str, dict], readme: str) -> None:
@@ -559,6 +567,9 @@ def build(out: Path, seed: int) -> dict:
         write_train(train_tmp, plans, seed)
     # the manifest stores paths relative to itself, so it stays valid after the rename
     with atomic_dir(out / "benchmarks") as bench_tmp:
+        for kept in OTHER_BUILDS:  # built by their own scripts: carried over as they are
+            if (out / kept).is_dir():
+                shutil.copytree(out / kept, bench_tmp / Path(kept).relative_to("benchmarks"))
         qrels = sum(len(ds) for _, _, ds in beir["queries"])
         write_beir(
             bench_tmp,
@@ -600,6 +611,24 @@ def file_hashes(root: Path) -> dict[str, str]:
     }
 
 
+def own_files(hashes: dict[str, str]) -> dict[str, str]:
+    """The files this script builds: train/ and benchmarks/, less OTHER_BUILDS."""
+    return {
+        k: v
+        for k, v in hashes.items()
+        if k.startswith(("train/", "benchmarks/")) and not k.startswith(tuple(f"{b}/" for b in OTHER_BUILDS))
+    }
+
+
+def report_differences(fresh: dict[str, str], bundled: dict[str, str], out: Path) -> int:
+    """Print the files whose hashes differ between a fresh build and the bundle; 1 when any do."""
+    differ = sorted(k for k in set(fresh) | set(bundled) if fresh.get(k) != bundled.get(k))
+    for name in differ:
+        print(f"DIFFERS: {name}")
+    print(f"{len(fresh)} files rebuilt, {len(differ)} differ from {out}")
+    return 1 if differ else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "tdro_suite" / "bundled", help="output folder")
@@ -611,14 +640,9 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             build(Path(tmp), args.seed)
             fresh, bundled = file_hashes(Path(tmp)), file_hashes(args.out)
-            bundled = {k: v for k, v in bundled.items() if k.startswith(("train/", "benchmarks/"))}
-            differ = sorted(k for k in set(fresh) | set(bundled) if fresh.get(k) != bundled.get(k))
-            for name in differ:
-                print(f"DIFFERS: {name}")
-            print(f"{len(fresh)} files rebuilt, {len(differ)} differ from {args.out}")
-            return 1 if differ else 0
+            return report_differences(fresh, own_files(bundled), args.out)
     report = build(args.out, args.seed)
-    report["sha256"] = {k: v for k, v in file_hashes(args.out).items() if k.startswith(("train/", "benchmarks/"))}
+    report["sha256"] = own_files(file_hashes(args.out))
     atomic_write_json(args.report, report)
     log(f"done in {report['seconds']} s; report at {args.report}")
     return 0
