@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tdro_suite.bundled import benchmark_dir
+from tdro_suite.bundled import BENCHMARK_KINDS, benchmark_dir
+from tdro_suite.bundled import ROOT as BUNDLED_ROOT
 from tdro_suite.common.errors import DataError
 from tdro_suite.common.jsonl import json_lines, numbered_lines
 from tdro_suite.data.types import Passage
@@ -351,13 +352,29 @@ def detect_kind(path: Path) -> str:
 
 
 BUNDLED_PREFIX = "bundled:"
+# `bundled:<name>` → its layout. beir, miracl and mkqa are the offline stand-ins of the public benchmarks;
+# general is a benchmark of its own (English Wikipedia sections, eval/data/build_general.py) that checks
+# whether fine-tuning forgot general retrieval: a separate folder, never part of bundled:beir's average.
+BUNDLED = {"beir": "beir", "miracl": "miracl", "mkqa": "mkqa", "general": "beir"}
+
+
+def bundled_benchmark(name: str) -> tuple[str, Path]:
+    """Layout and folder of `bundled:<name>`."""
+    if name in BENCHMARK_KINDS:
+        return BUNDLED[name], benchmark_dir(name)
+    path = BUNDLED_ROOT / "benchmarks" / name
+    if not path.is_dir():
+        raise DataError(f"The bundled benchmark '{BUNDLED_PREFIX}{name}' is missing at {path}; "
+                        "rebuild it with eval/data/build_general.py.")
+    return BUNDLED[name], path
 
 
 def load_benchmark(
     bench: str | Path, *, split: str | None = None, langs: list[str] | None = None
 ) -> Benchmark:
     """A public benchmark (`miracl`, `miracl-hn`, `mkqa`, `beir`, `beir:<name>`; fetched once, pinned),
-    a bundled stand-in (`bundled:beir|miracl|mkqa`, offline) or a PATH in one of the official layouts.
+    a bundled one (`bundled:beir|miracl|mkqa`, the offline stand-ins, or `bundled:general`, general English;
+    offline) or a PATH in one of the official layouts.
 
     `langs` picks MIRACL / MKQA languages or BEIR dataset names; `split` defaults to BEIR test
     (MS MARCO dev), MIRACL dev.
@@ -366,10 +383,10 @@ def load_benchmark(
 
     text = str(bench)
     name = text.removeprefix(BUNDLED_PREFIX)
-    if text.startswith(BUNDLED_PREFIX) and name in KINDS:
-        kind, path = name, benchmark_dir(name)
+    if text.startswith(BUNDLED_PREFIX) and name in BUNDLED:
+        kind, path = bundled_benchmark(name)
     elif text.startswith(BUNDLED_PREFIX):
-        raise DataError(f"'{text}': the bundled benchmarks are {', '.join(BUNDLED_PREFIX + k for k in KINDS)}.")
+        raise DataError(f"'{text}': the bundled benchmarks are {', '.join(BUNDLED_PREFIX + k for k in BUNDLED)}.")
     elif text in PUBLIC_NAMES or (text.startswith("beir:") and is_public_beir(text.removeprefix("beir:"))):
         return load_public(text, split=split, langs=langs)
     elif text.startswith("beir:"):  # another BEIR zip, downloaded once when online
@@ -379,7 +396,7 @@ def load_benchmark(
         if not path.exists():
             raise DataError(
                 f"Benchmark '{text}' is neither a public benchmark ({', '.join(PUBLIC_NAMES)}, beir:<name>), "
-                f"a bundled one ({', '.join(BUNDLED_PREFIX + k for k in KINDS)}), nor an existing folder."
+                f"a bundled one ({', '.join(BUNDLED_PREFIX + k for k in BUNDLED)}), nor an existing folder."
             )
         kind = detect_kind(path)
     split = split or DEFAULT_SPLIT[kind]

@@ -14,7 +14,8 @@ class EvalConfig(SearchKnobsConfig):
     """A model on a benchmark: public (fetched once, pinned), bundled (offline) or a folder in an official layout."""
 
     bench: str = Field(description="miracl | miracl-hn | mkqa | beir | beir:<name> (public, fetched once), "
-                       "bundled:miracl | bundled:mkqa | bundled:beir (offline stand-ins), or a benchmark folder.")
+                       "bundled:miracl | bundled:mkqa | bundled:beir (offline stand-ins), bundled:general "
+                       "(offline, general English: the forgetting check), or a benchmark folder.")
     model: str = "minilm"
     split: str | None = Field(None, description="Qrels split; default: BEIR test, MIRACL dev.")
     langs: list[str] | None = Field(None, description="MIRACL/MKQA languages or BEIR datasets, comma-separated; "
