@@ -1,4 +1,4 @@
-"""`tdro-suite data validate|stats`: check training sets and describe them before spending compute."""
+"""`tdro-suite data validate|stats|mine`: check training sets, describe them, and mine their hard negatives."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
-from tdro_suite.cli_options import JSON_OPTION
+from tdro_suite.cli_options import JSON_OPTION, Opt, config_command
+from tdro_suite.data.mine import MineConfig
 
 if TYPE_CHECKING:  # the data modules load in the command bodies, so `--help` reads no more than it needs
     from rich.table import Table
 
+    from tdro_suite.data.mine import MiningReport
     from tdro_suite.data.stats import ValidationResult
 
 PATHS_HELP = (
@@ -91,6 +93,40 @@ def _stats_table(result: ValidationResult) -> Table:
     return table
 
 
+def _mining_table(report: MiningReport) -> Table:
+    from rich.table import Table
+
+    d = report.to_dict()
+    per_query = d["negatives_per_query"]
+    table = Table(title=f"Mined hard negatives: {report.task} ({report.method})", show_header=False)
+    for key, value in (
+        ("queries", d["queries"]),
+        ("passage pool", d["pool"]),
+        ("ranks sampled", f"{report.ranks[0]}:{report.ranks[1]} of the top {report.depth}, seed {report.seed}"),
+        ("negatives per query", f"mean {per_query['mean']:.2f}, min {per_query['min']} (k = {report.k})"),
+        (f"queries with fewer than {report.k}", d["fewer_than_k"]),
+        ("queries with none", d["zero"]),
+        ("output", f"{report.output} ({d['seconds']:.1f}s)"),
+    ):
+        table.add_row(key, str(value))
+    return table
+
+
+@config_command(MineConfig, options={"data": Opt(argument=True), "out": Opt(("-o",))})
+def mine(cfg: MineConfig, as_json: bool = JSON_OPTION) -> None:
+    """Mine hard negatives: rank a passage pool per query (dense model + FAISS, or BM25), sample k from a rank
+    window, skip positives and duplicate texts; writes Tevatron JSONL. Sharded under torchrun, resumable."""
+    from tdro_suite.data.mine import run_mine
+
+    report = run_mine(cfg, show_progress=not as_json)
+    if report is None:  # another rank of a torchrun launch: rank 0 reports
+        return
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        Console(stderr=True).print(_mining_table(report))
+
+
 PATHS_ARGUMENT = typer.Argument(None, help=PATHS_HELP, show_default=False)
 SKIP_INVALID = typer.Option(
     False, "--skip-invalid", help="Drop malformed lines instead of failing; they are counted and reported."
@@ -104,9 +140,10 @@ TASKS_MANIFEST = typer.Option(
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `data` command group (validate, stats) to the root app."""
+    """Add the `data` command group (validate, stats, mine) to the root app."""
     data_app = typer.Typer(
-        help="Validate and describe training sets (Tevatron JSONL + task manifest).", no_args_is_help=True
+        help="Validate, describe and mine hard negatives for training sets (Tevatron JSONL + task manifest).",
+        no_args_is_help=True,
     )
 
     @data_app.command("validate")
@@ -151,4 +188,5 @@ def register(app: typer.Typer) -> None:
         for problem in result.problems:
             console.print(f"[yellow]warning[/yellow]: {problem}", highlight=False, soft_wrap=True)
 
+    data_app.command("mine")(mine)
     app.add_typer(data_app, name="data")
