@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from tdro_suite.common.errors import DataError
-from tdro_suite.data.reader import InvalidReport, iter_dataset_examples, iter_examples
+from tdro_suite.data.reader import InvalidReport, iter_examples
+from tdro_suite.data.tasks import iter_task_examples
+from tdro_suite.data.types import TaskInfo
 
 
 def _record(i: int, **override: object) -> dict:
@@ -135,14 +137,14 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_through_datasets_local_file(tmp_path: Path) -> None:
     path = _write(tmp_path / "t.jsonl", [json.dumps(_record(i)) for i in range(2)])
-    examples = list(iter_dataset_examples(path))
+    examples = list(iter_task_examples(TaskInfo("t", f"hf:{path}")))
     assert [e.query for e in examples] == ["question 0", "question 1"]
     bad = _write(tmp_path / "b.jsonl", [json.dumps(_record(0)), json.dumps(_record(1, positive_passages=[]))])
     report = InvalidReport()
-    assert len(list(iter_dataset_examples(bad, skip_invalid=True, report=report))) == 1
+    assert len(list(iter_task_examples(TaskInfo("b", f"hf:{bad}"), skip_invalid=True, report=report))) == 1
     assert report.counts == {"empty_positives": 1}
     with pytest.raises(DataError, match=r"b\.jsonl:2: field 'positive_passages'"):
-        list(iter_dataset_examples(bad))
+        list(iter_task_examples(TaskInfo("b", f"hf:{bad}")))
 
 
 def test_not_utf8_and_broken_gzip_are_data_errors(tmp_path: Path) -> None:

@@ -166,5 +166,5 @@ def test_hf_task_through_datasets(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "tasks.json").read_text())[0]["path"] == f"hf:{path}@train"
     from_manifest = load_tasks([tmp_path / "tasks.json"])[0]
     assert len(load_task_examples(from_manifest)) == 3
-    with pytest.raises(DataError, match="could not open with datasets"):
+    with pytest.raises(DataError, match=r"not in the local Hugging Face cache.*huggingface-cli download"):
         load_task_examples(load_tasks(["hf:no-such-owner/no-such-dataset-xyz@train"])[0])

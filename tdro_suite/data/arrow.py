@@ -2,14 +2,15 @@
 
 Reading a task into Python objects costs ~7 KB per line on every rank (~80 GB per rank for the paper's
 11M lines). Instead each task file is validated and converted once to an Arrow IPC file in the cache
-(`$TDRO_CACHE_DIR/tasks/`), keyed by a hash of the source file's bytes, so an edited file converts
-again and an unchanged one is only mapped (the hash itself is remembered per path, size and mtime).
+(`$TDRO_CACHE_DIR/tasks/`), keyed by a hash of the source file's bytes (for a saved or hub dataset, the
+fingerprint `datasets` gives it), so an edited file converts again and an unchanged one is only mapped
+(a file's hash is remembered per path, size and mtime).
 The mapping is read-only and shared through the page cache by every rank of a node. `ArrowExamples` is
 a `Sequence[TrainExample]` decoding one row on access, so both samplers index it exactly as they
 indexed the in-memory list: same rows, same order, same batches.
 
 Validation happens during the conversion (the same reader, the same file:line:field errors); a bad
-file raises and leaves no cache entry. Streamed `hf:` tasks have no file to hash and stay in memory.
+file raises and leaves no cache entry. Every source kind (`data/sources.py`) converts the same way.
 """
 
 from __future__ import annotations
@@ -66,10 +67,13 @@ def _known_digest(path: str | Path, folder: Path) -> str:
 
 
 def cached_arrow_path(task: TaskInfo, root: Path | None = None) -> Path:
-    """Where the conversion of `task`'s file lives: `<name>-<hash of the bytes>-v<format>.arrow`."""
+    """Where the conversion of `task`'s source lives: `<name>-<hash of its content>-v<format>.arrow`."""
+    from tdro_suite.data.sources import source_key
+
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", task.name)[:80]
     folder = root if root is not None else cache_dir("tasks")
-    return folder / f"{safe}-{_known_digest(task.path, folder)[:20]}-v{ARROW_FORMAT}.arrow"
+    key = source_key(task, lambda path: _known_digest(path, folder))
+    return folder / f"{safe}-{key[:20]}-v{ARROW_FORMAT}.arrow"
 
 
 def _passages(items: Sequence[Passage]) -> list[dict[str, str]]:
@@ -103,7 +107,7 @@ def convert_task(task: TaskInfo, out: Path, *, progress: bool = True) -> int:
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from tdro_suite.data.reader import iter_examples
+    from tdro_suite.data.tasks import iter_task_examples
 
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     rows = 0
@@ -118,7 +122,7 @@ def convert_task(task: TaskInfo, out: Path, *, progress: bool = True) -> int:
 
         try:
             with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer:
-                for batch in _batches(iter_examples(task.path), advance):
+                for batch in _batches(iter_task_examples(task), advance):
                     writer.write_batch(batch)
             os.replace(tmp, out)
         finally:

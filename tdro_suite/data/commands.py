@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # the data modules load in the command bodies, so `--help` re
     from tdro_suite.data.stats import ValidationResult
 
 PATHS_HELP = (
-    "Task manifests (tasks.json), folders holding one, .jsonl/.jsonl.gz files, or hf:DATASET[@SPLIT]. "
+    "Task manifests (tasks.json), folders holding one, .jsonl/.jsonl.gz/.parquet files, save_to_disk folders, "
+    "or hf:NAME[:SUBSET][@SPLIT] (a hub dataset or a local folder in its layout). "
     "Default: the bundled training mixture."
 )
 

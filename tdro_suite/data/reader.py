@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tdro_suite.common.errors import DataError
 from tdro_suite.common.jsonl import InvalidLineError, json_lines
 from tdro_suite.data.types import Passage, TrainExample
 
@@ -156,42 +155,3 @@ def iter_examples(
 ) -> Iterator[TrainExample]:
     """Yield the examples of one .jsonl/.jsonl.gz file lazily; bad lines raise or are skipped and counted."""
     yield from iter_records(json_lines(path, keep_bad_lines=True), skip_invalid=skip_invalid, report=report)
-
-
-def iter_dataset_examples(
-    source: str | Path,
-    *,
-    split: str = "train",
-    skip_invalid: bool = False,
-    report: InvalidReport | None = None,
-) -> Iterator[TrainExample]:
-    """Stream a training set through Hugging Face `datasets`: a local .jsonl(.gz) file or a hub dataset name.
-
-    Local files are read with the `json` builder in streaming mode; hub names with `load_dataset(name,
-    split=..., streaming=True)` (online users). Rows are validated exactly like file lines; "line" is the
-    1-based row number.
-    """
-    from datasets import load_dataset
-
-    local = Path(source)
-    try:
-        if local.is_file():
-            dataset = load_dataset("json", data_files=str(local), split="train", streaming=True)
-        else:
-            dataset = load_dataset(str(source), split=split, streaming=True)
-    except Exception as exc:  # unknown dataset, offline, bad file: the datasets library decides
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{source}: could not open with datasets ({type(exc).__name__}: {reason}).") from None
-    yield from iter_records(_dataset_rows(dataset, str(source)), skip_invalid=skip_invalid, report=report)
-
-
-def _dataset_rows(dataset: Iterable[Any], label: str) -> Iterator[tuple[str, Any]]:
-    row_number = 0
-    try:
-        for row_number, row in enumerate(dataset, start=1):
-            yield f"{label}:{row_number}", dict(row)
-    except DataError:
-        raise
-    except Exception as exc:  # a row the json builder cannot parse or cast
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{label}:{row_number + 1}: datasets could not read this row ({reason}).") from None

@@ -6,8 +6,11 @@ of .jsonl(.gz) files, or single files (task name = file stem, default metadata),
 works without writing a manifest first (with no instructions, every task asymmetric: a warning says
 so). A manifest kept apart from its data (`configs/paper/tdro-tasks.json`, the public tDRO sets) is read
 with `load_tasks([folder], manifest=...)`: its paths are then file names inside that folder.
-`hf:NAME` or `hf:NAME@SPLIT` streams a Hugging Face dataset (a hub name, or a local file through the
-`json` builder) with the same validation.
+Besides Tevatron JSON-lines, a task's path may be a parquet file, a `save_to_disk` folder or
+`hf:NAME[:SUBSET][@SPLIT]` (a hub dataset or a local folder in its layout), with a `columns` mapping for
+other column names (FlagEmbedding's `query/pos/neg`, sentence-transformers' `anchor/positive/negative` are
+recognised): see `data/sources.py`. Every kind is validated by the same reader and converted to the same
+Arrow cache (`data/arrow.py`).
 """
 
 from __future__ import annotations
@@ -22,14 +25,24 @@ from typing import Any
 from tdro_suite.common.errors import DataError
 from tdro_suite.common.io import atomic_write_json
 from tdro_suite.common.jsonl import count_records, read_json_file
-from tdro_suite.data.reader import InvalidReport, iter_dataset_examples, iter_examples
+from tdro_suite.data.reader import InvalidReport, iter_examples, iter_records
+from tdro_suite.data.sources import (
+    HF_PREFIX,
+    JSONL_SUFFIXES,
+    PARQUET_SUFFIX,
+    check_columns,
+    count_rows,
+    is_saved_dataset,
+    iter_dataset_records,
+    parse_hub_spec,
+    source_kind,
+)
 from tdro_suite.data.types import TaskInfo, TrainExample
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "tasks.json"
-HF_PREFIX = "hf:"
-DATA_SUFFIXES = (".jsonl", ".jsonl.gz")
+DATA_SUFFIXES = (*JSONL_SUFFIXES, PARQUET_SUFFIX)
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,),
     "path": (str,),
@@ -40,7 +53,10 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "source": (str,),
     "license": (str,),
     "domain": (str,),
+    "columns": (dict,),
+    "data_files": (list,),
 }
+_ADDED_FIELDS = ("columns", "data_files")  # written only when set, so older manifests keep their bytes
 
 
 def is_data_file(path: Path) -> bool:
@@ -74,12 +90,16 @@ def _task_from_record(record: Any, manifest: Path, index: int, base: Path) -> Ta
         allowed = _FIELD_TYPES[key]
         if not isinstance(value, allowed) or (bool not in allowed and isinstance(value, bool)):
             raise DataError(f"{where}: field '{key}' must be {allowed[0].__name__}, got {type(value).__name__}.")
-    if not all(isinstance(lang, str) for lang in record.get("languages", [])):
-        raise DataError(f"{where}: field 'languages' must be a list of strings.")
+    for key in ("languages", "data_files"):
+        if not all(isinstance(item, str) for item in record.get(key, [])):
+            raise DataError(f"{where}: field '{key}' must be a list of strings.")
+    if not all(isinstance(v, str) for v in record.get("columns", {}).values()):
+        raise DataError(f"{where}: field 'columns' must map field names to column names (strings).")
+    check_columns(record.get("columns", {}), where)
     values = dict(record)
-    if not record["path"].startswith(HF_PREFIX):  # hf:NAME[@SPLIT] is streamed through `datasets`
+    if not record["path"].startswith(HF_PREFIX):  # hf:NAME[:SUBSET][@SPLIT] is read through `datasets`
         data_path = (base / record["path"]).resolve()
-        if not data_path.is_file():
+        if not (data_path.is_file() or is_saved_dataset(data_path)):
             raise _MissingFile(f"{where} ('{record['name']}'): field 'path': file {data_path} does not exist.")
         values["path"] = str(data_path)
     return TaskInfo(**values)
@@ -116,6 +136,9 @@ def write_manifest(path: str | Path, tasks: Iterable[TaskInfo]) -> None:
     records = []
     for task in tasks:
         record = asdict(task)
+        for key in _ADDED_FIELDS:
+            if not record[key]:
+                del record[key]
         if not task.path.startswith(HF_PREFIX):
             record["path"] = Path(os.path.relpath(Path(task.path).resolve(), manifest.parent.resolve())).as_posix()
         records.append(record)
@@ -127,43 +150,40 @@ def _tasks_from_path(path: Path) -> list[TaskInfo]:
         return read_manifest(path)
     if path.is_file() and is_data_file(path):
         return [TaskInfo(name=task_name_from_file(path), path=str(path.resolve()), source=str(path))]
+    if is_saved_dataset(path):
+        return [TaskInfo(name=path.name, path=str(path.resolve()), source=str(path))]
+    if path.is_dir() and (path / "dataset_dict.json").is_file():
+        splits = sorted(p.name for p in path.iterdir() if is_saved_dataset(p))
+        raise DataError(f"{path}: a saved DatasetDict; give one split's folder ({', '.join(splits) or 'none found'}) "
+                        "as the task, e.g. " + str(path / (splits[0] if splits else "train")) + ".")
     if path.is_dir():
         if (path / MANIFEST_NAME).is_file():
             return read_manifest(path / MANIFEST_NAME)
         files = sorted(p for p in path.iterdir() if p.is_file() and is_data_file(p))
         if files:
             return [t for f in files for t in _tasks_from_path(f)]
-        raise DataError(f"{path}: folder holds neither {MANIFEST_NAME} nor any .jsonl/.jsonl.gz file.")
+        raise DataError(f"{path}: folder holds neither {MANIFEST_NAME}, a saved dataset, nor any "
+                        ".jsonl/.jsonl.gz/.parquet file.")
     if path.exists():
-        raise DataError(f"{path}: not a task manifest (.json) nor a training file (.jsonl or .jsonl.gz).")
+        raise DataError(f"{path}: not a task manifest (.json) nor a training file (.jsonl, .jsonl.gz, .parquet).")
     raise DataError(f"{path}: no such file or folder.")
 
 
 def _hf_task(spec: str) -> TaskInfo:
-    """`hf:owner/name@train` → a task read with `datasets` (name = last path part, split after `@`)."""
-    name = spec[len(HF_PREFIX) :].split("@", 1)[0]
-    if not name:
-        raise DataError(f"'{spec}': expected hf:NAME or hf:NAME@SPLIT.")
-    return TaskInfo(name=task_name_from_file(Path(name)), path=spec, source=spec)
-
-
-def split_hf_path(path: str) -> tuple[str, str] | None:
-    """(dataset, split) for an `hf:` task path, None for a plain file."""
-    if not path.startswith(HF_PREFIX):
-        return None
-    name, _, split = path[len(HF_PREFIX) :].partition("@")
-    return name, split or "train"
+    """`hf:owner/name[:subset][@train]` → a task read with `datasets`, named after the subset if there is
+    one, else the name's last path part."""
+    hub = parse_hub_spec(spec)
+    return TaskInfo(name=hub.subset or task_name_from_file(Path(hub.name)), path=spec, source=spec)
 
 
 def iter_task_examples(
     task: TaskInfo, *, skip_invalid: bool = False, report: InvalidReport | None = None
 ) -> Iterator[TrainExample]:
-    """Stream a task's examples from its file, or through `datasets` for an `hf:` task."""
-    hf = split_hf_path(task.path)
-    if hf is not None:
-        yield from iter_dataset_examples(hf[0], split=hf[1], skip_invalid=skip_invalid, report=report)
-    else:
+    """A task's examples, validated: a JSON-lines file line by line, any other source through `datasets`."""
+    if source_kind(task.path) == "jsonl" and not task.columns:
         yield from iter_examples(task.path, skip_invalid=skip_invalid, report=report)
+    else:
+        yield from iter_records(iter_dataset_records(task), skip_invalid=skip_invalid, report=report)
 
 
 def _has_manifest(path: Path) -> bool:
@@ -226,21 +246,19 @@ def training_tasks(data: Sequence[str | Path], manifest: str | Path | None = Non
 
 
 def task_examples(task: TaskInfo, *, limit: int | None = None, seed: int = 0) -> Sequence[TrainExample]:
-    """What training reads: a file task Arrow-backed (validated and converted once, then memory-mapped;
-    `limit` = a sample of that many rows drawn with `seed`); a streamed `hf:` task in memory (first `limit`)."""
-    if split_hf_path(task.path) is not None:
-        return load_task_examples(task, limit=limit)
+    """What training reads: the task Arrow-backed (validated and converted once, then memory-mapped;
+    `limit` = a sample of that many rows drawn with `seed`), whatever its source."""
     from tdro_suite.data.arrow import arrow_task_examples
 
     return arrow_task_examples(task, limit=limit, seed=seed)
 
 
 def count_task_examples(task: TaskInfo) -> int | None:
-    """How many examples a task's file holds, counted by lines without parsing them (None for a streamed
-    `hf:` task, whose size is known only by reading it)."""
-    if split_hf_path(task.path) is not None:
-        return None
-    return count_records(task.path)
+    """How many examples a task holds, without parsing them: lines of a JSON-lines file, rows of a parquet
+    file or saved dataset (None for an `hf:` task, whose size is known only once it is downloaded)."""
+    if source_kind(task.path) == "jsonl":
+        return count_records(task.path)
+    return count_rows(task)
 
 
 def load_task_examples(

@@ -50,3 +50,5 @@ class TaskInfo:
     source: str = ""
     license: str = ""
     domain: str = ""
+    columns: dict[str, str] = field(default_factory=dict)  # our field -> the source's column (data/sources.py)
+    data_files: list[str] = field(default_factory=list)  # `data_files` of an hf: source's load_dataset

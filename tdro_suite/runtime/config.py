@@ -69,7 +69,8 @@ class DataConfig(CommandConfig):
     """Which training sets, how many examples of each, and how texts are prompted and truncated."""
 
     data: list[str] = resumable(
-        [], "Task manifest, folder or .jsonl(.gz) file; repeatable (default: the bundled mixture). "
+        [], "Task manifest, folder, .jsonl(.gz) / .parquet file, save_to_disk folder or hf:NAME[:SUBSET][@SPLIT]; "
+        "repeatable (default: the bundled mixture). "
         "A resume checks the tasks' names, sizes and files, not these paths."
     )
     tasks: str | None = Field(
