@@ -8,7 +8,7 @@ redirects, from "Anarchism" to "Algorithm") that gensim ships as test data,
 Wikipedia text is CC BY-SA 3.0 (and GFDL); nothing of it is in any training task.
 
 The task is TREC CAR's (Dietz et al., 2017): a query is an article title and one of its top-level section
-headings ("Alaska: Climate"), its relevant passages are the paragraphs the editors wrote under that
+headings ("Alaska: History"), its relevant passages are the paragraphs the editors wrote under that
 heading, and every paragraph of the same articles is in the corpus. Judgements therefore come from the
 articles' structure, not from assessors.
 
