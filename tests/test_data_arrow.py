@@ -15,7 +15,6 @@ from tdro_suite.data.arrow import ArrowExamples, arrow_task_examples, sample_row
 from tdro_suite.data.tasks import load_task_examples, load_tasks, task_examples
 from tdro_suite.data.types import TaskInfo
 from tdro_suite.dro.batches import TaskData, draw_global_batch, load_task_data
-from tdro_suite.modeling.prompts import passage_prompt, query_prompt
 from tdro_suite.train.batching import global_text_groups, pick_passages
 from tdro_suite.train.sampler import HomogeneousBatchSampler
 
@@ -60,13 +59,7 @@ def test_every_bundled_example_reads_back_equal(bundled: list[TaskInfo]) -> None
 
 def test_tdro_batches_equal_the_in_memory_loader(bundled: list[TaskInfo]) -> None:
     new = load_task_data(bundled, use_instructions=True)
-    old = [
-        TaskData(
-            t.info, tuple(load_task_examples(t.info)), query_prompt(t.info.instruction),
-            passage_prompt(t.info.instruction, t.info.symmetric),
-        )
-        for t in new
-    ]  # fmt: skip
+    old = [TaskData(t.info, tuple(load_task_examples(t.info)), t.prompts) for t in new]
     for step in range(4):
         kwargs = {"batch_size": 26, "hard_negatives": 3, "seed": 7}
         assert draw_global_batch(new, step, **kwargs) == draw_global_batch(old, step, **kwargs)

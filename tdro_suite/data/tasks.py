@@ -53,10 +53,11 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "source": (str,),
     "license": (str,),
     "domain": (str,),
+    "instructions": (list,),
     "columns": (dict,),
     "data_files": (list,),
 }
-_ADDED_FIELDS = ("columns", "data_files")  # written only when set, so older manifests keep their bytes
+_ADDED_FIELDS = ("instructions", "columns", "data_files")  # written only when set, so older manifests keep their bytes
 
 
 def is_data_file(path: Path) -> bool:
@@ -90,7 +91,7 @@ def _task_from_record(record: Any, manifest: Path, index: int, base: Path) -> Ta
         allowed = _FIELD_TYPES[key]
         if not isinstance(value, allowed) or (bool not in allowed and isinstance(value, bool)):
             raise DataError(f"{where}: field '{key}' must be {allowed[0].__name__}, got {type(value).__name__}.")
-    for key in ("languages", "data_files"):
+    for key in ("languages", "instructions", "data_files"):
         if not all(isinstance(item, str) for item in record.get(key, [])):
             raise DataError(f"{where}: field '{key}' must be a list of strings.")
     if not all(isinstance(v, str) for v in record.get("columns", {}).values()):

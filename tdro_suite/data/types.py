@@ -39,7 +39,9 @@ class TrainExample:
 
 @dataclass
 class TaskInfo:
-    """Metadata of one training set. `instruction` is the task description put in the query prompt."""
+    """Metadata of one training set. `instruction` is the task description put in the query prompt (and the one
+    inference uses); `instructions` lists alternatives that training may draw among per example, as the public
+    tDRO code does (`sample_instructions`)."""
 
     name: str
     path: str
@@ -50,5 +52,6 @@ class TaskInfo:
     source: str = ""
     license: str = ""
     domain: str = ""
+    instructions: list[str] = field(default_factory=list)  # alternatives drawn per example (sample_instructions)
     columns: dict[str, str] = field(default_factory=dict)  # our field -> the source's column (data/sources.py)
     data_files: list[str] = field(default_factory=list)  # `data_files` of an hf: source's load_dataset

@@ -26,17 +26,16 @@ from tdro_suite.data.arrow import ArrowExamples
 from tdro_suite.data.mixture import largest_remainder
 from tdro_suite.data.tasks import task_examples
 from tdro_suite.data.types import TaskInfo, TrainExample
-from tdro_suite.modeling.prompts import passage_prompt, query_prompt
+from tdro_suite.modeling.prompts import TaskPrompts, prompt_rng
 
 
 @dataclass(frozen=True)
 class TaskData:
-    """One task (a tDRO group) in memory, with the prompts its texts get."""
+    """One task (a tDRO group), with the prompts its texts get."""
 
     info: TaskInfo
     examples: Sequence[TrainExample]
-    query_prefix: str
-    passage_prefix: str
+    prompts: TaskPrompts
 
 
 @dataclass(frozen=True)
@@ -52,6 +51,7 @@ def load_task_data(
     tasks: Sequence[TaskInfo],
     *,
     use_instructions: bool = True,
+    sample_instructions: bool = False,
     limit: int | None = None,
     seed: int = 0,
 ) -> list[TaskData]:
@@ -72,10 +72,9 @@ def load_task_data(
                 "tDRO's loss uses only hard negatives, so every example needs at least one "
                 "(mine them first, e.g. with BM25)."
             )
-        instruction = task.instruction if use_instructions else ""
-        out.append(
-            TaskData(task, examples, query_prompt(instruction), passage_prompt(instruction, task.symmetric))
-        )
+        prompts = TaskPrompts.of(task.instruction, task.instructions, task.symmetric,
+                                 use_instructions=use_instructions, sample=sample_instructions)
+        out.append(TaskData(task, examples, prompts))
     return out
 
 
@@ -119,6 +118,7 @@ def draw_global_batch(
     `rates`: the tasks' sampling rates (`task_counts`); None is uniform.
     """
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    prompts = prompt_rng(seed, step)
     items: list[Item] = []
     for task_id, count in enumerate(task_counts(batch_size, len(tasks), generator, rates)):
         task = tasks[task_id]
@@ -126,12 +126,9 @@ def draw_global_batch(
             example = task.examples[index]
             positive = example.positives[int(torch.randint(len(example.positives), (1,), generator=generator))]
             negatives = [example.negatives[j] for j in _pick(hard_negatives, len(example.negatives), generator)]
+            q_prefix, p_prefix = task.prompts.draw(prompts)
             items.append(
-                Item(
-                    task_id,
-                    task.query_prefix + example.query,
-                    tuple(task.passage_prefix + p.full_text() for p in (positive, *negatives)),
-                )
+                Item(task_id, q_prefix + example.query, tuple(p_prefix + p.full_text() for p in (positive, *negatives)))
             )
     order = torch.randperm(len(items), generator=generator).tolist()
     return [items[i] for i in order]

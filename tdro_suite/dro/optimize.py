@@ -263,7 +263,8 @@ def _run_optimize(cfg: OptimizeConfig, console: Console) -> OptimizeResult:
     run_dir = RunDir(cfg.output_dir, accelerator)
     run_dir.prepare(resume=cfg.resume, overwrite=cfg.overwrite, outputs=(WEIGHTS_FILE,))
     task_data = load_task_data(
-        tasks, use_instructions=cfg.use_instructions, limit=cfg.max_examples_per_task, seed=cfg.seed
+        tasks, use_instructions=cfg.use_instructions, sample_instructions=cfg.sample_instructions,
+        limit=cfg.max_examples_per_task, seed=cfg.seed,
     )
     tasks = [t.info for t in task_data]
     reference_path = reference_model_path(cfg, run_dir.path, tasks, out)

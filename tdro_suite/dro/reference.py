@@ -32,6 +32,7 @@ def reference_finetune_config(cfg: OptimizeConfig, run_dir: Path):
             "output_dir": str(run_dir / REFERENCE_DIR),
             "max_examples_per_task": cfg.max_examples_per_task,
             "use_instructions": cfg.use_instructions,
+            "sample_instructions": cfg.sample_instructions,
             "resume": True,
             "overwrite": False,
         },

@@ -7,8 +7,13 @@ A query becomes "Instruct: {task}\nQuery: {query}"; passages get no prompt. Symm
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def query_prompt(instruction: str | None) -> str:
@@ -19,6 +24,47 @@ def query_prompt(instruction: str | None) -> str:
 def passage_prompt(instruction: str | None, symmetric: bool) -> str:
     """Passages get the query prompt only for symmetric tasks."""
     return query_prompt(instruction) if symmetric else ""
+
+
+@dataclass(frozen=True)
+class TaskPrompts:
+    """The prompts one task's training texts get: always its instruction, or with `sample` one of its
+    alternatives drawn per example, the query's and (symmetric tasks) the passages' apart, as the public tDRO
+    code draws them (`get_prompt` once for the query, once for the passages)."""
+
+    instructions: tuple[str, ...]  # the task's instruction first, then its alternatives; empty: no prompt
+    symmetric: bool
+    sample: bool = False
+
+    @classmethod
+    def of(cls, instruction: str, alternatives: Sequence[str], symmetric: bool, *, use_instructions: bool,
+           sample: bool) -> TaskPrompts:
+        if not use_instructions or not instruction:
+            return cls((), symmetric)
+        rest = tuple(i for i in dict.fromkeys(alternatives) if i and i != instruction)
+        return cls((instruction, *rest), symmetric, sample and bool(rest))
+
+    def fixed(self) -> tuple[str, str]:
+        """(query prefix, passage prefix) with the task's own instruction."""
+        first = self.instructions[0] if self.instructions else ""
+        return query_prompt(first), passage_prompt(first, self.symmetric)
+
+    def draw(self, rng: np.random.Generator) -> tuple[str, str]:
+        """One example's (query prefix, passage prefix); takes nothing from `rng` unless sampling."""
+        if not self.sample:
+            return self.fixed()
+        n = len(self.instructions)
+        query = self.instructions[int(rng.integers(n))]
+        passage = self.instructions[int(rng.integers(n))] if self.symmetric else ""
+        return query_prompt(query), passage_prompt(passage, self.symmetric)
+
+
+def prompt_rng(seed: int, step: int) -> np.random.Generator:
+    """The instruction draws of one step: their own stream, so sampling them leaves the examples drawn as
+    they were."""
+    import numpy as np
+
+    return np.random.default_rng([seed, 5, step])
 
 
 INSTRUCTIONS_FILE = "tdro_instructions.json"

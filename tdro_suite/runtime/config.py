@@ -83,6 +83,10 @@ class DataConfig(CommandConfig):
         None, description="Use a sample of this many examples per task (drawn with the seed; not the first N)."
     )
     use_instructions: bool = Field(True, description="Put each task's instruction in the query prompt.")
+    sample_instructions: bool = added_later(
+        False, "Draw each example's instruction among its task's `instructions` (the manifest's alternatives), "
+        "as the public tDRO code does; off: always the task's `instruction`."
+    )
     hard_negatives: NonNegativeInt = Field(1, description="Hard negatives per query.")
     query_max_length: PositiveInt = Field(128, description="Query tokens (longer queries are truncated).")
     passage_max_length: PositiveInt = Field(512, description="Passage tokens (longer passages are truncated).")

@@ -16,7 +16,7 @@ import torch
 from tdro_suite.data.types import Passage, TaskInfo, TrainExample
 from tdro_suite.modeling.encoder import Encoder
 from tdro_suite.modeling.losses import text_keys
-from tdro_suite.modeling.prompts import passage_prompt, query_prompt
+from tdro_suite.modeling.prompts import TaskPrompts, prompt_rng
 from tdro_suite.train.sampler import GlobalBatch
 
 
@@ -79,15 +79,17 @@ def global_text_groups(
     hard_negatives: int,
     seed: int,
     use_instructions: bool = True,
+    sample_instructions: bool = False,
 ) -> list[TextGroup]:
     """The texts of every query of the global batch, in global order (every rank computes the same list)."""
     rng = np.random.default_rng([seed, 2, batch.step])
-    instruction = task.instruction if use_instructions else ""
-    q_prefix = query_prompt(instruction)
-    p_prefix = passage_prompt(instruction, task.symmetric)
+    prompts = TaskPrompts.of(task.instruction, task.instructions, task.symmetric,
+                             use_instructions=use_instructions, sample=sample_instructions)
+    draws = prompt_rng(seed, batch.step)
     groups = []
     for index in batch.indices:
         example = examples[index]
+        q_prefix, p_prefix = prompts.draw(draws)
         passages = pick_passages(example, hard_negatives, rng, examples)
         groups.append(TextGroup(q_prefix + example.query, [p_prefix + p.full_text() for p in passages]))
     return groups

@@ -267,7 +267,7 @@ def _run_finetune(config: FinetuneConfig, console: Console) -> FinetuneResult:
         batch = sampler.next_batch()
         groups = global_text_groups(
             batch, data.examples[batch.task], data.tasks[batch.task], config.hard_negatives, config.seed,
-            config.use_instructions,
+            config.use_instructions, config.sample_instructions,
         )
         step_loss = torch.zeros((), device=accelerator.device)
         for micro in range(accum):
