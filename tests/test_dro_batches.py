@@ -7,6 +7,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -101,3 +102,22 @@ def test_rank_slices_partition_the_global_batch(tasks) -> None:
     assert [it for mb in parts for it in mb] == items
     with pytest.raises(ValueError, match="does not split"):
         local_micro_batches(items, rank=0, world_size=3, accumulation=1)
+
+
+def test_pick_large_tasks_without_a_full_permutation() -> None:
+    """Up to RANDPERM_MAX_ROWS rows: the head of a full permutation (the batches of every earlier run); above
+    it: distinct indices drawn one by one, reproducible from the generator and uniform over the rows."""
+    from tdro_suite.dro.batches import RANDPERM_MAX_ROWS, _pick
+
+    small = RANDPERM_MAX_ROWS
+    assert _pick(7, small, torch.Generator().manual_seed(3)) == torch.randperm(
+        small, generator=torch.Generator().manual_seed(3))[:7].tolist()
+    big = 10 * RANDPERM_MAX_ROWS
+    generator = torch.Generator().manual_seed(5)
+    draws = [_pick(64, big, generator) for _ in range(500)]
+    assert all(len(set(d)) == 64 and all(0 <= i < big for i in d) for d in draws)
+    assert draws[0] == _pick(64, big, torch.Generator().manual_seed(5))
+    counts = np.bincount([i * 8 // big for d in draws for i in d], minlength=8)  # 32,000 draws in 8 bins
+    assert counts.min() > 0.9 * counts.mean() and counts.max() < 1.1 * counts.mean()
+    tight = _pick(RANDPERM_MAX_ROWS + 1, RANDPERM_MAX_ROWS + 1, torch.Generator().manual_seed(1))  # every row
+    assert sorted(tight) == list(range(RANDPERM_MAX_ROWS + 1))

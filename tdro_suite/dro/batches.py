@@ -97,11 +97,27 @@ def task_counts(
     return largest_remainder(batch_size, [batch_size * r / total for r in exact], order)
 
 
+RANDPERM_MAX_ROWS = 65_536  # up to this many rows a task draws from a full permutation (as every run so far)
+
+
 def _pick(n: int, size: int, generator: torch.Generator) -> list[int]:
-    """n indices into range(size): without replacement when possible, else with."""
-    if n <= size:
+    """n indices into range(size): without replacement when possible, else with.
+
+    A task of at most RANDPERM_MAX_ROWS rows takes the first n of a full permutation. A larger one draws
+    indices one by one and redraws repeats (a uniform n-subset in random order, like the permutation's
+    head) in O(n) instead of O(size): a full permutation of the paper's 3M-row tasks every step made the
+    draw the slowest part of a tDRO step.
+    """
+    if n > size:
+        return torch.randint(size, (n,), generator=generator).tolist()
+    if size <= RANDPERM_MAX_ROWS:
         return torch.randperm(size, generator=generator)[:n].tolist()
-    return torch.randint(size, (n,), generator=generator).tolist()
+    chosen: dict[int, None] = {}
+    while len(chosen) < n:
+        for i in torch.randint(size, (n - len(chosen),), generator=generator).tolist():
+            if len(chosen) < n:
+                chosen.setdefault(i, None)
+    return list(chosen)
 
 
 def draw_global_batch(
