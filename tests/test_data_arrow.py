@@ -119,13 +119,25 @@ def test_a_cap_is_a_seeded_sample_in_file_order(tmp_path: Path) -> None:
 
 
 def test_borrowed_negatives_match_without_decoding_the_task(tmp_path: Path) -> None:
-    rows = _rows(6, negatives=0)
+    rows = _rows(12, negatives=0)
+    for i in (3, 7, 8):  # one query with several rows: none of them lends to it
+        rows[i]["query_id"] = "q3"
     task = TaskInfo(name="bare", path=str(_write(tmp_path / "bare.jsonl", rows)))
     new, old = task_examples(task), load_task_examples(task)
-    for i in range(6):
+    sampled = arrow_task_examples(task, limit=9, seed=1)
+    kept = [old[i] for i in sample_rows(len(old), 9, 1)]
+    for i in range(12):
         a = pick_passages(new[i], 3, np.random.default_rng(i), new)
-        b = pick_passages(old[i], 3, np.random.default_rng(i), old)
-        assert a == b
+        assert a == pick_passages(old[i], 3, np.random.default_rng(i), old)
+        if new[i].query_id == "q3":
+            assert not {p.docid for p in a[1:]} & {"p3", "p7", "p8"}
+    for i in range(9):
+        assert pick_passages(sampled[i], 3, np.random.default_rng(i), sampled) == pick_passages(
+            kept[i], 3, np.random.default_rng(i), kept)
+    alone = TaskInfo(name="alone", path=str(_write(tmp_path / "alone.jsonl", _rows(1, negatives=0))))
+    one, one_old = task_examples(alone), load_task_examples(alone)  # nobody else: it borrows its own positive
+    assert pick_passages(one[0], 2, np.random.default_rng(0), one) == pick_passages(
+        one_old[0], 2, np.random.default_rng(0), one_old)
 
 
 def test_the_source_hash_is_read_once_per_path_size_and_mtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

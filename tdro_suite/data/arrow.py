@@ -163,6 +163,7 @@ class ArrowExamples(Sequence[TrainExample]):
         self._table = pa.ipc.open_file(pa.memory_map(str(self.path), "r")).read_all()
         self._rows = None if rows is None else np.asarray(rows, dtype=np.int64)
         self._query_ids: np.ndarray | None = None
+        self._id_order: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def num_file_rows(self) -> int:
@@ -194,6 +195,17 @@ class ArrowExamples(Sequence[TrainExample]):
             ids = np.asarray(self._table.column("query_id").to_pylist(), dtype=object)
             self._query_ids = ids if self._rows is None else ids[self._rows]
         return self._query_ids
+
+    def rows_of(self, query_id: str) -> np.ndarray:
+        """The rows (ascending) whose query id is `query_id`, by binary search in an order sorted once:
+        an example without negatives borrows from the others without scanning the whole task each time."""
+        if self._id_order is None:
+            ids = self.query_ids()
+            order = np.argsort(ids, kind="stable")
+            self._id_order = (order, ids[order])
+        order, sorted_ids = self._id_order
+        lo, hi = np.searchsorted(sorted_ids, query_id, "left"), np.searchsorted(sorted_ids, query_id, "right")
+        return np.sort(order[lo:hi])
 
     def negative_counts(self) -> np.ndarray:
         """Hard negatives per example, from the list offsets (no row is decoded)."""

@@ -46,6 +46,15 @@ class TrainBatch:
         )
 
 
+def _nth_other(n: int, own: Sequence[int]) -> int:
+    """The row of the n-th example (0-based) among those whose rows are not in `own` (ascending)."""
+    for row in own:
+        if row > n:
+            break
+        n += 1
+    return n
+
+
 def pick_passages(
     example: TrainExample, hard_negatives: int, rng: np.random.Generator, fallback: Sequence[TrainExample]
 ) -> list[Passage]:
@@ -56,12 +65,12 @@ def pick_passages(
         return chosen
     pool = list(example.negatives)
     if not pool:
-        ids = getattr(fallback, "query_ids", None)  # Arrow-backed: the same picks without decoding every row
-        if ids is not None:
-            keep = np.flatnonzero(ids() != example.query_id)
-            rows = keep if len(keep) else np.arange(len(fallback))
-            picks = rng.integers(len(rows), size=hard_negatives)
-            return chosen + [fallback[int(rows[i])].positives[0] for i in picks]
+        rows_of = getattr(fallback, "rows_of", None)  # Arrow-backed: the same picks without a scan per query
+        if rows_of is not None:
+            own = rows_of(example.query_id).tolist()
+            others = len(fallback) - len(own)
+            picks = rng.integers(others or len(fallback), size=hard_negatives).tolist()
+            return chosen + [fallback[_nth_other(p, own) if others else p].positives[0] for p in picks]
         others = [ex for ex in fallback if ex.query_id != example.query_id] or list(fallback)
         picks = rng.integers(len(others), size=hard_negatives)
         return chosen + [others[int(i)].positives[0] for i in picks]
