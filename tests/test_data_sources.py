@@ -179,3 +179,20 @@ def test_offline_hub_source_says_what_to_download(monkeypatch: pytest.MonkeyPatc
     assert "not in the local Hugging Face cache" in message
     assert "huggingface-cli download tdro-llm/finetune_data --repo-type dataset --local-dir DIR" in message
     assert "hf:DIR:agnews@train" in message
+
+
+def test_jsonl_in_other_layouts_is_mapped_line_by_line(tmp_path: Path) -> None:
+    flag = tmp_path / "flag.jsonl"
+    flag.write_text("".join(json.dumps(r) + "\n" for r in _flag_rows(3)))
+    [task] = load_tasks([flag])
+    examples = task_examples(task)
+    assert [(e.query_id, e.query, e.positives[0].docid) for e in examples] == [
+        (str(i + 1), f"question {i}", text_docid(f"answer {i}")) for i in range(3)]
+    custom = tmp_path / "custom.jsonl"
+    custom.write_text(json.dumps({"q": "question", "answers": ["a"]}) + "\n" + json.dumps({"q": "other"}) + "\n")
+    mapped = TaskInfo("custom", str(custom), columns={"query": "q", "positives": "answers"})
+    with pytest.raises(DataError, match=r"custom\.jsonl:2: field 'answers': is missing"):
+        list(iter_task_examples(mapped))
+    report = InvalidReport()
+    assert [e.positives[0].text for e in iter_task_examples(mapped, skip_invalid=True, report=report)] == ["a"]
+    assert report.counts == {"missing_field": 1}

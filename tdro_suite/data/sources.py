@@ -2,7 +2,7 @@
 
 A task's `path` names one of four kinds of source:
 
-- a Tevatron JSON-lines file (`.jsonl`, `.jsonl.gz`), read line by line (`reader.iter_examples`);
+- a JSON-lines file (`.jsonl`, `.jsonl.gz`), read line by line (errors name the file and line);
 - a parquet file (`.parquet`), read with `datasets`' parquet builder;
 - a `Dataset.save_to_disk` folder (`state.json` + Arrow files), read with `datasets.load_from_disk`;
 - `hf:NAME[:SUBSET][@SPLIT]`: `datasets.load_dataset(NAME, SUBSET, split=SPLIT, data_files=...)`, where NAME is
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from tdro_suite.common.errors import DataError
-from tdro_suite.common.jsonl import InvalidLineError
+from tdro_suite.common.jsonl import InvalidLineError, json_lines
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -119,19 +119,17 @@ def open_dataset(task: TaskInfo) -> Dataset:
     import datasets
 
     kind = source_kind(task.path)
-    data_files = list(task.data_files) or None
-    try:
-        if kind == "parquet":
-            return datasets.load_dataset("parquet", data_files=task.path, split="train")
-        if kind == "disk":
+    if kind == "jsonl":
+        raise ValueError(f"{task.path} is a JSON-lines file: iter_jsonl_records reads it line by line")
+    if kind != "hub":
+        try:
+            if kind == "parquet":
+                return datasets.load_dataset("parquet", data_files=task.path, split="train")
             return datasets.load_from_disk(task.path)
-        if kind != "hub":
-            raise ValueError(f"{task.path} is a JSON-lines file, read line by line")
-    except (DataError, ValueError):
-        raise
-    except Exception as exc:
-        raise DataError(f"{task.path}: could not open with datasets ({_reason(exc)}).") from None
+        except Exception as exc:
+            raise DataError(f"{task.path}: could not open with datasets ({_reason(exc)}).") from None
     spec = parse_hub_spec(task.path)
+    data_files = list(task.data_files) or None
     local = Path(spec.name)
     try:
         if local.is_file():
@@ -199,6 +197,25 @@ def to_training_record(row: Mapping[str, Any], columns: Mapping[str, str], row_n
         "positive_passages": _passage_list(row[columns["positives"]]),
         "negative_passages": None if negatives is None else _passage_list(negatives),
     }
+
+
+def iter_jsonl_records(task: TaskInfo) -> Iterator[tuple[str, Any]]:
+    """(file:line, record) for a JSON-lines task. Tevatron lines go to the validator as they are; lines in
+    another layout (FlagEmbedding, sentence-transformers, or the task's `columns`) are mapped first."""
+    columns: dict[str, str] | None = None
+    for row_number, (where, obj) in enumerate(json_lines(task.path, keep_bad_lines=True), start=1):
+        if isinstance(obj, InvalidLineError) or not isinstance(obj, dict):
+            yield where, obj
+            continue
+        if columns is None:
+            columns = columns_for(obj, task.columns)
+        if columns == TEVATRON_COLUMNS:
+            yield where, obj
+            continue
+        try:
+            yield where, to_training_record(obj, columns, row_number, where)
+        except InvalidLineError as exc:
+            yield where, exc
 
 
 def iter_dataset_records(task: TaskInfo) -> Iterator[tuple[str, Any]]:

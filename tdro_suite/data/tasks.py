@@ -25,7 +25,7 @@ from typing import Any
 from tdro_suite.common.errors import DataError
 from tdro_suite.common.io import atomic_write_json
 from tdro_suite.common.jsonl import count_records, read_json_file
-from tdro_suite.data.reader import InvalidReport, iter_examples, iter_records
+from tdro_suite.data.reader import InvalidReport, iter_records
 from tdro_suite.data.sources import (
     HF_PREFIX,
     JSONL_SUFFIXES,
@@ -34,6 +34,7 @@ from tdro_suite.data.sources import (
     count_rows,
     is_saved_dataset,
     iter_dataset_records,
+    iter_jsonl_records,
     parse_hub_spec,
     source_kind,
 )
@@ -181,10 +182,8 @@ def iter_task_examples(
     task: TaskInfo, *, skip_invalid: bool = False, report: InvalidReport | None = None
 ) -> Iterator[TrainExample]:
     """A task's examples, validated: a JSON-lines file line by line, any other source through `datasets`."""
-    if source_kind(task.path) == "jsonl" and not task.columns:
-        yield from iter_examples(task.path, skip_invalid=skip_invalid, report=report)
-    else:
-        yield from iter_records(iter_dataset_records(task), skip_invalid=skip_invalid, report=report)
+    records = iter_jsonl_records(task) if source_kind(task.path) == "jsonl" else iter_dataset_records(task)
+    yield from iter_records(records, skip_invalid=skip_invalid, report=report)
 
 
 def _has_manifest(path: Path) -> bool:
