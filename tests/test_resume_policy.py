@@ -37,10 +37,12 @@ OPTIMIZE_MAY_CHANGE = MAY_CHANGE | {"train_reference", "reference_config", "weig
 
 
 def test_every_other_setting_is_fingerprinted() -> None:
-    finetune = FinetuneConfig(task_schedule="stratified")  # an `added_later` field is left out at its default
+    # `added_later` fields are left out at their default, so they are set here
+    finetune = FinetuneConfig(task_schedule="stratified", sample_instructions=True)
     assert set(result_settings(finetune)) == set(FinetuneConfig.model_fields) - FINETUNE_MAY_CHANGE
-    optimize = OptimizeConfig(measure="loss")
+    optimize = OptimizeConfig(measure="loss", sample_instructions=True)
     assert set(result_settings(optimize)) == set(OptimizeConfig.model_fields) - OPTIMIZE_MAY_CHANGE
+    assert not {"task_schedule", "sample_instructions"} & set(result_settings(FinetuneConfig()))
 
 
 @pytest.fixture(scope="module")
