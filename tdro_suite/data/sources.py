@@ -199,17 +199,18 @@ def to_training_record(row: Mapping[str, Any], columns: Mapping[str, str], row_n
     }
 
 
-def iter_jsonl_records(task: TaskInfo) -> Iterator[tuple[str, Any]]:
-    """(file:line, record) for a JSON-lines task. Tevatron lines go to the validator as they are; lines in
-    another layout (FlagEmbedding, sentence-transformers, or the task's `columns`) are mapped first."""
+def _training_records(rows: Iterator[tuple[str, Any]], explicit: Mapping[str, str]) -> Iterator[tuple[str, Any]]:
+    """(where, record) for the validator: Tevatron rows as they are, other rows mapped first (FlagEmbedding,
+    sentence-transformers, or the task's `columns`; the layout told by the first row). One rule for every
+    source kind, so a row is validated the same whether it came from a file or from `datasets`."""
     columns: dict[str, str] | None = None
-    for row_number, (where, obj) in enumerate(json_lines(task.path, keep_bad_lines=True), start=1):
+    for row_number, (where, obj) in enumerate(rows, start=1):
         if isinstance(obj, InvalidLineError) or not isinstance(obj, dict):
             yield where, obj
             continue
         if columns is None:
-            columns = columns_for(obj, task.columns)
-        if columns == TEVATRON_COLUMNS:
+            columns = columns_for(obj, explicit)
+        if not explicit and "positive_passages" in obj:  # Tevatron: every field checked as the format says
             yield where, obj
             continue
         try:
@@ -218,26 +219,28 @@ def iter_jsonl_records(task: TaskInfo) -> Iterator[tuple[str, Any]]:
             yield where, exc
 
 
-def iter_dataset_records(task: TaskInfo) -> Iterator[tuple[str, Any]]:
-    """(where, Tevatron-shaped record) for every row of a parquet / save_to_disk / hf: task."""
+def iter_jsonl_records(task: TaskInfo) -> Iterator[tuple[str, Any]]:
+    """(file:line, record) for a JSON-lines task, read line by line."""
+    yield from _training_records(json_lines(task.path, keep_bad_lines=True), task.columns)
+
+
+def _dataset_rows(task: TaskInfo) -> Iterator[tuple[str, Any]]:
     dataset = open_dataset(task)
     label = task.path
     if task.path.startswith(HF_PREFIX):
         spec = parse_hub_spec(task.path)
         label = spec.name if Path(spec.name).exists() else str(spec)
-    columns = columns_for(dataset.column_names, task.columns)
     row_number = 0
     try:
         for row_number, row in enumerate(dataset, start=1):
-            where = f"{label}:{row_number}"
-            try:
-                yield where, to_training_record(row, columns, row_number, where)
-            except InvalidLineError as exc:
-                yield where, exc
-    except DataError:
-        raise
+            yield f"{label}:{row_number}", dict(row)
     except Exception as exc:  # a row the builder cannot parse or cast
         raise DataError(f"{label}:{row_number + 1}: datasets could not read this row ({_reason(exc)}).") from None
+
+
+def iter_dataset_records(task: TaskInfo) -> Iterator[tuple[str, Any]]:
+    """(source:row, record) for every row of a parquet / save_to_disk / hf: task."""
+    yield from _training_records(_dataset_rows(task), task.columns)
 
 
 def source_key(task: TaskInfo, file_digest: Any) -> str:
