@@ -9,11 +9,12 @@ index or model written by one user (or container) is readable by another, as a p
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,22 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def create_once(path: str | os.PathLike[str], create: Callable[[], object]) -> Path:
+    """`path`, made by `create()` (which must write it atomically) unless it exists already.
+
+    A lock file beside it lets one process of a node create it while the others wait, then all of them
+    use the same file (torchrun ranks converting one task or corpus)."""
+    target = Path(path)
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not target.exists():
+                create()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return target

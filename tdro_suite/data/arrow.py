@@ -15,17 +15,18 @@ file raises and leaves no cache entry. Every source kind (`data/sources.py`) con
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import hashlib
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
 import pyarrow as pa
 
+from tdro_suite.common.io import create_once
 from tdro_suite.common.paths import cache_dir
 from tdro_suite.data.types import Passage, TaskInfo, TrainExample
 
@@ -51,7 +52,7 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _known_digest(path: str | Path, folder: Path) -> str:
+def known_digest(path: str | Path, folder: Path) -> str:
     """The file's sha256, read once per (path, size, mtime): hashing the paper's 50 GB on every start of
     every rank would take minutes, so the digest of an unchanged file is remembered in the cache."""
     stat = os.stat(path)
@@ -72,7 +73,7 @@ def cached_arrow_path(task: TaskInfo, root: Path | None = None) -> Path:
 
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", task.name)[:80]
     folder = root if root is not None else cache_dir("tasks")
-    key = source_key(task, lambda path: _known_digest(path, folder))
+    key = source_key(task, lambda path: known_digest(path, folder))
     return folder / f"{safe}-{key[:20]}-v{ARROW_FORMAT}.arrow"
 
 
@@ -102,23 +103,30 @@ def _batches(examples: Iterator[TrainExample], on_rows: Any = None) -> Iterator[
             on_rows(len(rows))
 
 
-def convert_task(task: TaskInfo, out: Path, *, progress: bool = True) -> int:
-    """Validate and write `task`'s examples to the Arrow file `out` (atomically); returns the row count."""
+@contextlib.contextmanager
+def row_progress(description: str, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """A spinner with the rows done and the time taken, on stderr: a conversion whose length is unknown."""
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    columns = (SpinnerColumn(), TextColumn("{task.description}: {task.completed} rows"), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), disable=not enabled, transient=True) as bar:
+        tracked = bar.add_task(description, total=None)
+        yield lambda n: bar.advance(tracked, n)
+
+
+def convert_task(task: TaskInfo, out: Path, *, progress: bool = True) -> int:
+    """Validate and write `task`'s examples to the Arrow file `out` (atomically); returns the row count."""
     from tdro_suite.data.tasks import iter_task_examples
 
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     rows = 0
-    columns = (SpinnerColumn(), TextColumn("{task.description}: {task.completed} rows"), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), disable=not progress, transient=True) as bar:
-        tracked = bar.add_task(f"converting {task.name} to Arrow (once)", total=None)
+    with row_progress(f"converting {task.name} to Arrow (once)", progress) as bar:
 
         def advance(n: int) -> None:
             nonlocal rows
             rows += n
-            bar.advance(tracked, n)
+            bar(n)
 
         try:
             with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer:
@@ -134,16 +142,7 @@ def ensure_arrow(task: TaskInfo, *, root: Path | None = None, progress: bool = T
     """The task's Arrow file, converted first if the cache lacks it. A lock file lets one process of a
     node convert while the others wait, then all of them map the same file."""
     out = cached_arrow_path(task, root)
-    if out.is_file():
-        return out
-    with open(out.with_name(out.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not out.is_file():
-                convert_task(task, out, progress=progress)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return out
+    return create_once(out, lambda: convert_task(task, out, progress=progress))
 
 
 def _example(row: dict[str, Any]) -> TrainExample:

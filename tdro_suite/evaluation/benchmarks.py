@@ -14,7 +14,8 @@ MKQA     <dir>/mkqa.jsonl[.gz] official records {example_id, query, queries{lang
          or empty are skipped and counted.
 
 Judged queries whose text is missing are dropped with a warning; qrels naming documents absent
-from the corpus are kept (they stay unretrievable, as in BEIR) and reported as a warning.
+from the corpus are kept (they stay unretrievable, as in BEIR) and reported as a warning. A corpus is
+read into a memory-mapped `CorpusStore` (converted once, `index.corpus_store`), never into a list.
 """
 
 from __future__ import annotations
@@ -30,10 +31,9 @@ from tdro_suite.bundled import BENCHMARK_KINDS, benchmark_dir
 from tdro_suite.bundled import ROOT as BUNDLED_ROOT
 from tdro_suite.common.errors import DataError
 from tdro_suite.common.jsonl import json_lines, numbered_lines
-from tdro_suite.data.types import Passage
 from tdro_suite.evaluation.download import fetch_beir
 from tdro_suite.evaluation.layout import first_file, is_beir_dataset
-from tdro_suite.index.corpus import read_corpus
+from tdro_suite.index.corpus_store import CorpusStore, open_corpus
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Collection:
     """One evaluation unit: a BEIR dataset, a MIRACL language, or an MKQA language."""
 
     name: str
-    corpus: list[Passage]
+    corpus: CorpusStore  # on disk, memory-mapped: MIRACL-en's 32.9M passages are never Python objects
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]] = field(default_factory=dict)
     answers: dict[str, list[str]] | None = None
@@ -68,7 +68,7 @@ class Benchmark:
     name: str
     kind: str
     split: str
-    collections: list[Collection] | LazyCollections  # lazy: a public benchmark, one corpus in memory at a time
+    collections: list[Collection] | LazyCollections  # lazy: a public benchmark, read as iterated
     source: str = ""
 
 
@@ -142,8 +142,8 @@ def attach_judgements(collection: Collection, qrels: dict[str, dict[str, int]], 
             f"{qrels_path}: {len(no_text)} judged queries have no text in the queries file and are skipped "
             f"(e.g. {', '.join(no_text[:3])})."
         )
-    doc_ids = {doc.docid for doc in collection.corpus}
-    unknown = sorted({d for q, judged in qrels.items() if q not in no_text for d in judged if d not in doc_ids})
+    judged_ids = {d for q, judged in qrels.items() if q not in no_text for d in judged}
+    unknown = sorted(judged_ids - collection.corpus.present(judged_ids))
     if unknown:
         collection.warn(
             f"{qrels_path}: {len(unknown)} judged documents are not in the corpus and can never be retrieved "
@@ -169,7 +169,7 @@ def load_beir_dataset(folder: str | Path, split: str = "test") -> Collection:
             f"{qrels_path}: no qrels for split '{split}'; available splits: {', '.join(available) or 'none'}."
         )
     collection = Collection(
-        name=folder.name, corpus=read_corpus(corpus_path), queries=read_beir_queries(queries_path), source=str(folder)
+        name=folder.name, corpus=open_corpus(corpus_path), queries=read_beir_queries(queries_path), source=str(folder)
     )
     attach_judgements(collection, read_beir_qrels(qrels_path), qrels_path)
     return collection
@@ -235,7 +235,7 @@ def load_miracl_language(folder: str | Path, split: str = "dev", lang: str | Non
     if not corpus_files:
         raise DataError(f"{folder}: no MIRACL corpus (corpus/docs-*.jsonl[.gz] or miracl-corpus-v1.0-{lang}/).")
     collection = Collection(
-        name=lang, corpus=read_corpus(corpus_files), queries=read_topics(topics), language=lang, source=str(folder)
+        name=lang, corpus=open_corpus(corpus_files), queries=read_topics(topics), language=lang, source=str(folder)
     )
     attach_judgements(collection, read_trec_qrels(qrels), qrels)
     return collection
@@ -292,7 +292,7 @@ def load_mkqa(path: str | Path, langs: list[str] | None = None) -> Benchmark:
     corpus_path = first_file(path, "corpus.jsonl")
     if records_path is None or corpus_path is None:
         raise DataError(f"{path}: an MKQA folder needs mkqa.jsonl and corpus.jsonl (optionally .gz).")
-    corpus = read_corpus(corpus_path)
+    corpus = open_corpus(corpus_path)
     per_lang: dict[str, dict[str, str]] = {}
     answers: dict[str, list[str]] = {}
     skipped = 0
@@ -412,8 +412,9 @@ def load_benchmark(
 
 
 class LazyCollections:
-    """A public benchmark's collections, each read from its cached folder only when iterated to, so one
-    corpus at a time is in memory (MIRACL's 18 corpora hold 106M passages)."""
+    """A public benchmark's collections, each read from its cached folder only when iterated to: queries and
+    qrels of one collection at a time in memory, its corpus mapped from disk (MIRACL's 18 corpora hold 106M
+    passages)."""
 
     def __init__(self, fetched: list[tuple[Any, Path]], split: str | None, langs: list[str] | None) -> None:
         self.fetched, self.split, self.langs = fetched, split, langs

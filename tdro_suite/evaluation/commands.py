@@ -43,6 +43,8 @@ def eval_command(cfg: EvalConfig, dry_run: bool = DRY_RUN) -> None:
     from tdro_suite.evaluation.run import run_eval
 
     results, out_dir = run_eval(cfg)
+    if results is None:  # a torchrun process other than the first: the first prints the report
+        return
     console.print(Markdown((out_dir / "results.md").read_text(encoding="utf-8")))
     main = results["main_metric"]
     console.print(f"{main} (average): {results['average'].get(main, float('nan')):.4f}  → {out_dir}", highlight=False)

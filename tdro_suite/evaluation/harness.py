@@ -29,12 +29,14 @@ so a second run (or a run after an interruption) does not re-encode the corpus.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
+import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,8 +49,18 @@ from tdro_suite.evaluation.answers import answer_recall
 from tdro_suite.evaluation.benchmarks import Benchmark, Collection, load_benchmark
 from tdro_suite.evaluation.metrics import evaluate_run
 from tdro_suite.index.corpus import corpus_hash
+from tdro_suite.index.corpus_store import CorpusStore
 from tdro_suite.index.dense_index import DenseIndex
-from tdro_suite.index.encode import DEFAULT_SHARD_SIZE, DistInfo, encode_shards, encoder_fingerprint, load_shards
+from tdro_suite.index.encode import (
+    DEFAULT_SHARD_SIZE,
+    DistInfo,
+    barrier,
+    encode_shards,
+    encoder_fingerprint,
+    load_shards,
+    share_from_main,
+)
+from tdro_suite.index.shard_search import search_shards
 
 if TYPE_CHECKING:
     from tdro_suite.modeling.protocol import EmbeddingModel
@@ -82,11 +94,15 @@ def evaluate(
     out_dir: str | Path | None = None,
     show_progress: bool = True,
     embedding_dtype: str = "float32",
-) -> dict[str, Any]:
+    info: DistInfo | None = None,
+) -> dict[str, Any] | None:
     """Run `encoder` on every collection of `bench`; write results.json/results.md to `out_dir` if given.
 
     `embedding_dtype="float16"` caches corpus embeddings at half size (large corpora); float32 by default.
+    With several processes (`info`, torchrun), each encodes and searches its share of every corpus's shards;
+    the first process scores, writes and returns the results, the others return None.
     """
+    info = info or DistInfo()
     benchmark = bench if isinstance(bench, Benchmark) else load_benchmark(bench, split=split, langs=langs)
     by_answers = benchmark.kind == "mkqa"
     ks = sorted(set(k_values or (ANSWER_K if by_answers else QRELS_K)))
@@ -104,22 +120,42 @@ def evaluate(
         "main_metric": main_metric(by_answers, ks),
         "collections": {},
     }
-    with tempfile.TemporaryDirectory(prefix="tdro-eval-") as scratch:
-        root = Path(cache_root) if cache_root else default_cache_root("embeddings") if use_cache else Path(scratch)
+    with _embedding_root(cache_root, use_cache, info) as root:
         for collection in benchmark.collections:
             log.info("Evaluating %s / %s", benchmark.name, collection.name)
-            results["collections"][collection.name] = evaluate_collection(
+            scored = evaluate_collection(
                 encoder, collection, root / fingerprint, ks=ks, index_type=index_type, batch_size=batch_size,
                 search_params=search_params or {},
                 instruction=instruction, shard_size=shard_size, fingerprint=fingerprint,
-                show_progress=show_progress, embedding_dtype=embedding_dtype,
+                show_progress=show_progress, embedding_dtype=embedding_dtype, info=info,
             )
+            if scored is not None:
+                results["collections"][collection.name] = scored
+    if not info.is_main:
+        return None
     results["average"] = average_metrics(results["collections"])
     results["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     results["tdro_suite_version"] = tdro_suite.__version__
     if out_dir is not None:
         write_report(results, out_dir)
     return results
+
+
+@contextlib.contextmanager
+def _embedding_root(cache_root: str | Path | None, use_cache: bool, info: DistInfo) -> Iterator[Path]:
+    """Where corpus embeddings go: `cache_root`, the user cache, or (without the cache) a scratch folder
+    that every process shares and the first removes at the end."""
+    if cache_root is not None or use_cache:
+        yield Path(cache_root) if cache_root else default_cache_root("embeddings")
+        return
+    scratch = share_from_main(tempfile.mkdtemp(prefix="tdro-eval-", dir=default_cache_root()) if info.is_main
+                              else None, info)
+    try:
+        yield Path(scratch)
+    finally:
+        barrier()
+        if info.is_main:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def main_metric(by_answers: bool, ks: list[int]) -> str:
@@ -143,44 +179,55 @@ def evaluate_collection(
     fingerprint: str,
     show_progress: bool,
     embedding_dtype: str = "float32",
-) -> dict[str, Any]:
-    """Encode (or reuse) the corpus, index it, search the queries, score the ranking."""
-    work = cache_folder / corpus_hash(collection.corpus)
+    info: DistInfo | None = None,
+) -> dict[str, Any] | None:
+    """Encode (or reuse) the corpus, search the queries, score the ranking (None on processes but the first).
+
+    A flat index is searched shard by shard from the cached embeddings (`index.shard_search`: one shard in
+    memory, split among processes); another index type loads every embedding and builds the index in
+    memory on the first process. Both hand back corpus positions, read from the memory-mapped corpus.
+    """
+    info = info or DistInfo()
+    corpus = collection.corpus
+    work = cache_folder / corpus_hash(corpus)
     started = time.perf_counter()
     written = encode_shards(  # resumes: only shards missing from the cache are encoded
-        encoder, collection.corpus, work, batch_size=batch_size, shard_size=shard_size,
-        info=DistInfo(), show_progress=show_progress, fingerprint=fingerprint, dtype=embedding_dtype,
+        encoder, corpus, work, batch_size=batch_size, shard_size=shard_size,
+        info=info, show_progress=show_progress, fingerprint=fingerprint, dtype=embedding_dtype,
     )
-    embeddings = load_shards(work, len(collection.corpus))
     encode_corpus_s = time.perf_counter() - started
-    ids = [doc.docid for doc in collection.corpus]
-    index = DenseIndex.build(
-        embeddings, ids, index_type=index_type, search_params=search_params, manifest={"model": encoder.name or None}
-    )
 
     qids = list(collection.queries)
     instruction = query_instruction(encoder, collection, instruction)
     started = time.perf_counter()
-    query_vectors = encoder.encode_queries(
+    query_vectors = share_from_main(encoder.encode_queries(
         [collection.queries[q] for q in qids], instruction=instruction, batch_size=batch_size,
         show_progress=show_progress and len(qids) >= 256,
-    )
+    ) if info.is_main else None, info)
     encode_queries_s = time.perf_counter() - started
     started = time.perf_counter()
-    scores, found = index.search(query_vectors, max(ks)) if qids else (np.zeros((0, 0)), [])
+    if index_type == "flat":
+        scores, positions = search_shards(work, len(corpus), query_vectors, max(ks), info=info)
+    else:
+        barrier()  # every shard written before the first process reads them all
+        scores, positions = _search_in_memory(work, len(corpus), query_vectors, max(ks), index_type, search_params,
+                                              encoder.name) if info.is_main else (None, None)
     search_s = time.perf_counter() - started
+    if not info.is_main:
+        return None
+    found = _ranked_rows(positions)
 
     out: dict[str, Any] = {
         "language": collection.language,
         **({"instruction": instruction} if instruction is not None else {}),
         **({"group": collection.group} if collection.group else {}),
-        "documents": len(collection.corpus),
+        "documents": len(corpus),
         "queries": len(qids),
     }
     if collection.answers is not None:
-        texts = {doc.docid: doc.text for doc in collection.corpus}
+        texts = _fields_of(corpus, "text", found)
         scored = answer_recall(
-            [collection.answers[q] for q in qids], [[texts[d] for d in row] for row in found], ks,
+            [collection.answers[q] for q in qids], [[texts[p] for p in row] for row in found], ks,
             match=collection.answer_match,
         )
         if collection.answer_match != "normalized":
@@ -188,8 +235,9 @@ def evaluate_collection(
         metrics = {key: value for key, value in scored.items() if key != "per_query"}
         out["queries_without_results"] = sum(1 for row in found if not row)
     else:
+        ids = _fields_of(corpus, "docid", found)
         run = {
-            qid: {doc: float(score) for doc, score in zip(row, scores[i][: len(row)], strict=True)}
+            qid: {ids[p]: float(score) for p, score in zip(row, scores[i][: len(row)], strict=True)}
             for i, (qid, row) in enumerate(zip(qids, found, strict=True))
         }
         scored = evaluate_run(collection.qrels, run, ks)
@@ -204,6 +252,33 @@ def evaluate_collection(
         "search_s": round(search_s, 4),
     }
     return out
+
+
+def _search_in_memory(
+    work: Path, n: int, queries: np.ndarray, k: int, index_type: str, search_params: dict[str, int], model: str | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """An approximate index (IVF, HNSW, ...) over all embeddings at once; rows are named by corpus position,
+    so the result reads like `search_shards`' (a position of -1 where the index found fewer than k)."""
+    index = DenseIndex.build(load_shards(work, n), [str(i) for i in range(n)], index_type=index_type,
+                             search_params=search_params, manifest={"model": model or None})
+    if len(queries) == 0:
+        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64)
+    scores, found = index.search(queries, k)
+    positions = np.full(scores.shape, -1, dtype=np.int64)
+    for i, row in enumerate(found):
+        positions[i, : len(row)] = [int(p) for p in row]
+    return scores, positions
+
+
+def _ranked_rows(positions: np.ndarray) -> list[list[int]]:
+    """Each query's ranked corpus positions, without the -1 of slots an index left empty."""
+    return [[int(p) for p in row if p >= 0] for row in positions]
+
+
+def _fields_of(corpus: CorpusStore, field: str, rows: list[list[int]]) -> dict[int, str]:
+    """`field` of every passage some query found, read once per distinct passage from the mapped corpus."""
+    wanted = sorted({p for row in rows for p in row})
+    return dict(zip(wanted, corpus.column_at(field, wanted), strict=True))
 
 
 def query_instruction(encoder: EmbeddingModel, collection: Collection, explicit: str | None) -> str | None:

@@ -19,20 +19,35 @@ def default_output(bench: str, model: str) -> Path:
     return Path("outputs") / "eval" / f"{slug(bench)}-{slug(model)}"
 
 
-def run_eval(cfg: EvalConfig) -> tuple[dict[str, Any], Path]:
-    """Evaluate `cfg.model` on `cfg.bench`; the results and the folder holding results.json / results.md."""
+def run_eval(cfg: EvalConfig) -> tuple[dict[str, Any] | None, Path]:
+    """Evaluate `cfg.model` on `cfg.bench`; the results and the folder holding results.json / results.md.
+
+    Under torchrun every process encodes and searches its share of each corpus (on cuda:LOCAL_RANK, or the
+    CPU without CUDA, unless `cfg.device` names one); the first fetches a public benchmark before the others
+    read it, and alone scores and writes the report (the others get None).
+    """
     from tdro_suite.evaluation.benchmarks import load_benchmark
     from tdro_suite.evaluation.harness import evaluate
+    from tdro_suite.index.encode import DistInfo, barrier
     from tdro_suite.modeling import Encoder
+    from tdro_suite.runtime.accelerator import process_group
 
-    benchmark = load_benchmark(cfg.bench, split=cfg.split, langs=cfg.langs)
-    encoder = Encoder.from_pretrained(cfg.model, max_length=cfg.max_length, device=cfg.device, dtype=cfg.dtype)
     out_dir = Path(cfg.output) if cfg.output else default_output(cfg.bench, cfg.model)
-    results = evaluate(
-        encoder, benchmark, index_type=cfg.index_type, search_params=cfg.search_params(), k_values=cfg.k_values,
-        batch_size=cfg.batch_size, instruction=cfg.instruction, use_cache=cfg.use_cache, shard_size=cfg.shard_size,
-        out_dir=out_dir, embedding_dtype=cfg.embedding_dtype,
-    )
+    with process_group() as state:
+        info = DistInfo(state.process_index, state.num_processes, state.local_process_index)
+        if not info.is_main:
+            barrier()  # the first process fetches (once) what the others then read from the cache
+        benchmark = load_benchmark(cfg.bench, split=cfg.split, langs=cfg.langs)
+        if info.is_main:
+            barrier()
+        device = cfg.device if cfg.device is not None or info.world_size == 1 else str(state.device)
+        encoder = Encoder.from_pretrained(cfg.model, max_length=cfg.max_length, device=device, dtype=cfg.dtype)
+        results = evaluate(
+            encoder, benchmark, index_type=cfg.index_type, search_params=cfg.search_params(),
+            k_values=cfg.k_values, batch_size=cfg.batch_size, instruction=cfg.instruction,
+            use_cache=cfg.use_cache, shard_size=cfg.shard_size, out_dir=out_dir,
+            embedding_dtype=cfg.embedding_dtype, info=info, show_progress=True,
+        )
     return results, out_dir
 
 

@@ -64,12 +64,22 @@ def read_corpus(paths: str | Path | Sequence[str | Path]) -> list[Passage]:
     return docs
 
 
+def passage_digest_update(digest: hashlib._Hash, doc: Passage) -> None:
+    """Feed one passage into a content digest (`corpus_hash`'s rule, also used while a corpus is converted)."""
+    for part in (doc.docid, doc.title, doc.text):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\x1f")
+    digest.update(b"\x1e")
+
+
 def corpus_hash(docs: Iterable[Passage]) -> str:
-    """A content fingerprint (ids, titles, texts, in order): the key of cached corpus embeddings."""
+    """A content fingerprint (ids, titles, texts, in order): the key of cached corpus embeddings.
+
+    A `CorpusStore` carries the hash computed when it was converted, so it is not read again."""
+    known = getattr(docs, "content_hash", None)
+    if isinstance(known, str):
+        return known
     digest = hashlib.sha256()
     for doc in docs:
-        for part in (doc.docid, doc.title, doc.text):
-            digest.update(part.encode("utf-8"))
-            digest.update(b"\x1f")
-        digest.update(b"\x1e")
+        passage_digest_update(digest, doc)
     return digest.hexdigest()[:20]

@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 DEFAULT_SHARD_SIZE = 8192
 META_FILE = "encoding.json"
+T = TypeVar("T")
 SHARD_DTYPES = ("float32", "float16")  # float16 halves the disk (MIRACL-en: ~67 GB instead of ~135 GB at 1024-d)
 
 
@@ -61,6 +62,17 @@ def barrier() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def share_from_main(value: T, info: DistInfo) -> T:
+    """The first process's `value` on every process (one broadcast); `value` itself in a single process."""
+    if info.world_size == 1:
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def encoder_fingerprint(encoder: EmbeddingModel) -> str:
@@ -96,7 +108,7 @@ def shard_ranges(n: int, shard_size: int) -> list[tuple[int, int]]:
     return [(start, min(start + shard_size, n)) for start in range(0, n, shard_size)]
 
 
-def _shard_path(folder: Path, i: int) -> Path:
+def shard_path(folder: Path, i: int) -> Path:
     return folder / f"shard-{i:05d}.npy"
 
 
@@ -150,7 +162,7 @@ def encode_shards(
     prepare_work_dir(folder, meta, info)
     ranges = shard_ranges(len(docs), shard_size)
     mine = [i for i in range(len(ranges)) if i % info.world_size == info.rank]
-    todo = [i for i in mine if not _shard_path(folder, i).is_file()]
+    todo = [i for i in mine if not shard_path(folder, i).is_file()]
     done_docs = sum(ranges[i][1] - ranges[i][0] for i in mine if i not in todo)
     total_docs = sum(ranges[i][1] - ranges[i][0] for i in mine)
     label = "encoding corpus" if info.world_size == 1 else f"encoding corpus (rank {info.rank})"
@@ -167,14 +179,14 @@ def encode_shards(
             start, end = ranges[i]
             texts = [doc.full_text() for doc in docs[start:end]]
             vectors = encoder.encode_passages(texts, batch_size=batch_size, show_progress=False)
-            with atomic_path(_shard_path(folder, i)) as tmp, open(tmp, "wb") as fh:
+            with atomic_path(shard_path(folder, i)) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, np.asarray(vectors, dtype=dtype))
             progress.advance(task, end - start)
     return len(todo)
 
 
-def load_shards(folder: str | Path, n: int) -> np.ndarray:
-    """Concatenate the shards of an n-document corpus; a missing or wrong-sized shard is a `DataError`."""
+def shard_meta(folder: str | Path, n: int) -> dict[str, Any]:
+    """The `encoding.json` of a shard folder encoded for an n-document corpus; anything else is a `DataError`."""
     folder = Path(folder)
     meta_path = folder / META_FILE
     if not meta_path.is_file():
@@ -182,15 +194,25 @@ def load_shards(folder: str | Path, n: int) -> np.ndarray:
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     if meta.get("documents") != n:
         raise DataError(f"{folder}: shards are for {meta.get('documents')} documents, expected {n}.")
-    parts = []
-    for i, (start, end) in enumerate(shard_ranges(n, int(meta["shard_size"]))):
-        path = _shard_path(folder, i)
-        if not path.is_file():
-            raise DataError(f"{path}: shard missing (was a process interrupted? rerun to resume).")
-        part = np.load(path)
-        if part.shape != (end - start, meta["dimension"]):
-            raise DataError(f"{path}: shape {part.shape}, expected {(end - start, meta['dimension'])}.")
-        parts.append(part)
+    return meta
+
+
+def read_shard(folder: str | Path, i: int, rows: int, meta: dict[str, Any]) -> np.ndarray:
+    """Shard i as stored (float32 or float16); a missing or wrong-sized shard is a `DataError`."""
+    path = shard_path(Path(folder), i)
+    if not path.is_file():
+        raise DataError(f"{path}: shard missing (was a process interrupted? rerun to resume).")
+    part = np.load(path)
+    if part.shape != (rows, meta["dimension"]):
+        raise DataError(f"{path}: shape {part.shape}, expected {(rows, meta['dimension'])}.")
+    return part
+
+
+def load_shards(folder: str | Path, n: int) -> np.ndarray:
+    """Concatenate the shards of an n-document corpus; a missing or wrong-sized shard is a `DataError`."""
+    meta = shard_meta(folder, n)
+    parts = [read_shard(folder, i, end - start, meta)
+             for i, (start, end) in enumerate(shard_ranges(n, int(meta["shard_size"])))]
     if not parts:
         return np.zeros((0, int(meta["dimension"])), dtype=np.float32)
     return np.concatenate(parts, axis=0).astype(np.float32, copy=False)  # FAISS searches float32
