@@ -194,6 +194,15 @@ def test_beir_replica_msmarco_dev_and_cqadupstack_averaged_as_one(mirror):
     assert results["average"]["ndcg@10"] == pytest.approx((1 + cqa) / 2, abs=1e-6)  # 2 rows, not 13
 
 
+def test_a_mirror_with_query_and_qrels_configs_is_read_as_mteb_reads_it(mirror):
+    layout = retrieval("", "test", DOCS, QUERIES, QRELS)
+    layout["query"] = layout.pop("queries")  # some MTEB mirrors name the configs so; mteb's loader reads them
+    layout["qrels"] = layout.pop("default")
+    write_repo(mirror, "mteb/scifact", layout)
+    results = evaluate(BagOfWords(), "beir:scifact", use_cache=False, show_progress=False)
+    assert results["average"]["ndcg@10"] == pytest.approx(HAND["ndcg@10"], abs=1e-6)
+
+
 def test_mkqa_replica_from_apples_file_and_the_nq_corpus(mirror):
     records = [
         {"example_id": 1, "query": "capital of germany", "queries": {"en": "berlin capital", "de": "paris hauptstadt"},

@@ -244,16 +244,31 @@ def reachable(timeout: float = 5.0) -> str | None:
 
 
 # ---------------------------------------------------------------- fetching
+def _config(part: HubPart, path: str, revision: str | None) -> str:
+    """The config mteb's retrieval loader reads for `part`: a repository with a `query` config has its queries
+    there, and one without `default` its qrels in `qrels` (some of MTEB's mirrors are laid out so)."""
+    from datasets import get_dataset_config_names
+
+    configs = get_dataset_config_names(path, revision=revision)
+    if part.config.endswith("queries") and "query" in configs:
+        return "query"
+    if part.config == "default" and "default" not in configs and "qrels" in configs:
+        return "qrels"
+    return part.config
+
+
 def _rows(part: HubPart, mirror: Path | None) -> Iterator[dict[str, Any]]:
-    """The rows of one config, split chosen as mteb's loader does: the named one, else the only one."""
+    """The rows of one config, config and split chosen as mteb's loader does (the split: the named one, else
+    the only one)."""
     from datasets import get_dataset_split_names, load_dataset
 
     path, revision = (str(mirror / part.repo), None) if mirror is not None else (part.repo, part.revision)
-    splits = get_dataset_split_names(path, part.config, revision=revision)
+    config = _config(part, path, revision)
+    splits = get_dataset_split_names(path, config, revision=revision)
     if part.split not in splits and len(splits) != 1:
         raise DataError(f"{part.describe()}: no split '{part.split}'; splits: {', '.join(splits)}.")
     split = part.split if part.split in splits else splits[0]
-    yield from load_dataset(path, part.config, split=split, revision=revision)
+    yield from load_dataset(path, config, split=split, revision=revision)
 
 
 def _url(part: UrlPart, mirror: Path | None) -> str:
