@@ -249,6 +249,7 @@ def test_the_service_snapshots_at_its_threshold_and_at_close(tmp_path) -> None:
     assert post(service, ["n1"], 2) == (1, 0)
     assert (folder / LOG_FILE).stat().st_size == 2 * record
     assert post(service, ["n2"], 3) == (1, 0)  # the log reached the threshold: snapshot, no log
+    service.wait_for_snapshot()
     assert not (folder / LOG_FILE).exists()
     assert json.loads((folder / MANIFEST_FILE).read_text())["log_sequence"] == 3
     assert post(service, ["n0"], 4) == (0, 1)
@@ -279,3 +280,73 @@ def test_a_failed_append_is_not_applied_and_answers_503(tmp_path, monkeypatch) -
     monkeypatch.undo()
     post(service, ["later"], 3)
     assert sorted(DenseIndex.load(folder).ids) == ["d0", "d1", "d2", "d3", "kept", "later"]
+
+
+def test_a_snapshot_is_made_outside_the_lock_and_keeps_the_changes_made_meanwhile(tmp_path, monkeypatch) -> None:
+    from tdro_suite.index.dense_index import FORMAT_VERSION, LOGGED_FORMAT_VERSION
+
+    folder = tmp_path / "idx"
+    snapshot(folder)
+    record = len(encode(Change(1, ["n0"], vectors(1, 1), [Passage("n0", "text n0").to_dict()])))
+    service = service_on(folder, threshold=2 * record)
+    post(service, ["n0"], 1)
+    assert json.loads((folder / MANIFEST_FILE).read_text())["format_version"] == LOGGED_FORMAT_VERSION
+    real_write = DenseIndex.write_files
+
+    def write_while_serving(self, staging: Path) -> None:
+        assert service.index_lock.acquire(blocking=False)  # searches and changes are not held up
+        service.index_lock.release()
+        assert service.search(vectors(1, 1), 1, False)[0][0]["id"] == "n0"
+        assert post(service, ["mid"], 5) == (1, 0)  # logged in the old folder while the copy is written
+        assert service.remove_document("d1")
+        real_write(self, staging)
+
+    monkeypatch.setattr(DenseIndex, "write_files", write_while_serving)
+    post(service, ["n1"], 2)  # reaches the threshold: the folder is read back at change 2 and written
+    service.wait_for_snapshot()
+    monkeypatch.undo()
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    assert manifest["log_sequence"] == 2 and manifest["format_version"] == LOGGED_FORMAT_VERSION
+    assert [c.sequence for c in read_log(folder / LOG_FILE).changes] == [3, 4]  # carried into the new folder
+    loaded = DenseIndex.load(folder)
+    assert loaded.replayed_changes == 2 and sorted(loaded.ids) == ["d0", "d2", "d3", "mid", "n0", "n1"]
+    assert not list(tmp_path.glob(".idx.*"))  # neither the staging folder nor the old copy is left
+    post(service, ["after"], 6)  # the log reopens in the new folder and continues at change 5
+    service.close()
+    loaded = DenseIndex.load(folder)
+    assert loaded.log_sequence == 5 and "after" in loaded and not (folder / LOG_FILE).exists()
+    assert json.loads((folder / MANIFEST_FILE).read_text())["format_version"] == FORMAT_VERSION
+
+
+def test_a_folder_from_a_newer_format_is_refused(tmp_path) -> None:
+    from tdro_suite.index.dense_index import LOGGED_FORMAT_VERSION
+
+    folder = tmp_path / "idx"
+    snapshot(folder)
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    manifest["format_version"] = LOGGED_FORMAT_VERSION + 1
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(IndexFormatError, match="newer tdro-suite"):
+        DenseIndex.load(folder)
+
+
+def test_a_snapshot_copy_dropped_when_a_failed_write_reloaded_the_folder(tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "idx"
+    snapshot(folder)
+    service = service_on(folder, threshold=1)
+    real_write = DenseIndex.write_files
+
+    def fail_meanwhile(self, staging: Path) -> None:
+        with monkeypatch.context() as m:
+            m.setattr(DocumentLog, "append", lambda self, change: (_ for _ in ()).throw(OSError(28, "full")))
+            with pytest.raises(ApiError):
+                post(service, ["lost"], 9)
+        real_write(self, staging)
+
+    monkeypatch.setattr(DenseIndex, "write_files", fail_meanwhile)
+    post(service, ["kept"], 1)  # its snapshot is dropped: the log was reopened meanwhile
+    service.wait_for_snapshot()
+    monkeypatch.undo()
+    loaded = DenseIndex.load(folder)
+    assert sorted(loaded.ids) == ["d0", "d1", "d2", "d3", "kept"] and loaded.replayed_changes == 1
+    assert not list(tmp_path.glob(".idx.*"))

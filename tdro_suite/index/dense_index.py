@@ -5,7 +5,7 @@ Folder layout (`save` writes it atomically; a reader sees the old folder or the 
     ids.json        external document id per internal FAISS id; null for a removed document
     docs.jsonl      optional document store: {"id","title","text", ...} per live document
     manifest.json   model, dimension, metric, normalized, index_type, factory, search_params, build_params,
-                    corpus_hash, count, created, format_version, log_sequence
+                    corpus_hash, count, created, format_version (1; 2 once a change log may exist), log_sequence
     changes.log     optional: document changes made since that snapshot (`tdro-suite serve` appends them,
                     see `tdro_suite.index.document_log`); `load` replays them, `save` leaves none
 
@@ -23,6 +23,8 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import os
+import shutil
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,7 +47,10 @@ from tdro_suite.index.factory import (
     train_sample,
 )
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # what `save` writes: a folder without a change log
+# A folder whose manifest may have a change log beside it: readers from before the log (which accept
+# format 1 and would silently ignore changes.log) refuse it. `mark_logged` sets it before a log is created.
+LOGGED_FORMAT_VERSION = 2
 INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.json"
 DOCS_FILE = "docs.jsonl"
@@ -174,7 +179,7 @@ class DenseIndex:
             raise IndexFormatError(f"{folder}: a JSON file is damaged ({exc.msg} at line {exc.lineno}).") from None
         if not isinstance(manifest, dict) or not isinstance(labels, list):
             raise IndexFormatError(f"{folder}: manifest.json must be an object and ids.json a list.")
-        if manifest.get("format_version", 0) > FORMAT_VERSION:
+        if manifest.get("format_version", 0) > LOGGED_FORMAT_VERSION:
             raise IndexFormatError(
                 f"{folder}: written by a newer tdro-suite (format {manifest['format_version']}); upgrade to read it."
             )
@@ -205,21 +210,26 @@ class DenseIndex:
         replacing the folder also empties its log in the same atomic step (see `document_log`). Its files
         are fsync'ed before the rename and the rename after it, since it replaces fsync'ed changes.
         """
+        with atomic_dir(folder) as tmp:
+            self.write_files(tmp)
+        sync_folder(Path(folder).absolute().parent)
+
+    def write_files(self, folder: Path) -> None:
+        """Write the index files into the new, empty `folder` and fsync them: a snapshot at `log_sequence`
+        without a log, hence format 1 (`save`, or the service's snapshot, which then moves the folder)."""
         self.manifest["count"] = len(self)
         self.manifest["log_sequence"] = self.log_sequence
-        with atomic_dir(folder) as tmp:
-            faiss.write_index(self._index, str(tmp / INDEX_FILE))
-            (tmp / IDS_FILE).write_text(json.dumps(self._labels, ensure_ascii=False), encoding="utf-8")
-            if self._docs:
-                with open(tmp / DOCS_FILE, "w", encoding="utf-8") as fh:
-                    for label in self._labels:
-                        if label is not None and label in self._docs:
-                            fh.write(json.dumps(self._docs[label], ensure_ascii=False) + "\n")
-            (tmp / MANIFEST_FILE).write_text(
-                json.dumps(self.manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-            )
-            sync_folder(tmp, files=True)
-        sync_folder(Path(folder).absolute().parent)
+        self.manifest["format_version"] = FORMAT_VERSION
+        faiss.write_index(self._index, str(folder / INDEX_FILE))
+        (folder / IDS_FILE).write_text(json.dumps(self._labels, ensure_ascii=False), encoding="utf-8")
+        if self._docs:
+            with open(folder / DOCS_FILE, "w", encoding="utf-8") as fh:
+                for label in self._labels:
+                    if label is not None and label in self._docs:
+                        fh.write(json.dumps(self._docs[label], ensure_ascii=False) + "\n")
+        (folder / MANIFEST_FILE).write_text(json.dumps(self.manifest, indent=2, ensure_ascii=False) + "\n",
+                                            encoding="utf-8")
+        sync_folder(folder, files=True)
 
     # ---- queries ------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -442,6 +452,48 @@ def _filled_index(spec: IndexSpec, vectors: np.ndarray) -> faiss.Index:
 def _needs_id_map(spec: IndexSpec) -> bool:
     """IVF indexes take ids natively; flat, HNSW and SQ need an IndexIDMap2 wrapper to keep ours."""
     return not spec.factory.startswith("IVF") and ",IVF" not in spec.factory and "IDMap" not in spec.factory
+
+
+def snapshot_staging(folder: str | Path) -> Path:
+    """Where a snapshot of `folder` is written before it replaces the folder (a crash may leave it: ignored)."""
+    folder = Path(folder)
+    return folder.with_name(f".{folder.name}.snapshot-{os.getpid()}")
+
+
+def replace_folder(staged: Path, folder: str | Path) -> Path | None:
+    """Move the complete `staged` folder to `folder` as `atomic_dir` does; returns the old copy to remove.
+
+    The old folder is moved aside first (`.NAME.old-PID`, which `load` points to if a crash stops here),
+    then the new one in, then the parent is fsync'ed. Removing the old copy is left to the caller, so it
+    can do that outside any lock.
+    """
+    folder = Path(folder)
+    old = None
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(folder, old)
+    os.replace(staged, folder)
+    sync_folder(folder.absolute().parent)
+    return old
+
+
+def mark_logged(folder: str | Path) -> None:
+    """Raise the folder's manifest to LOGGED_FORMAT_VERSION (atomically, fsync'ed) before a change log is
+    created in it, so a tdro-suite from before the change log refuses the folder instead of ignoring the log."""
+    path = Path(folder) / MANIFEST_FILE
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    if manifest.get("format_version", 0) >= LOGGED_FORMAT_VERSION:
+        return
+    manifest["format_version"] = LOGGED_FORMAT_VERSION
+    staged = path.with_name(f".{MANIFEST_FILE}.{os.getpid()}")
+    with open(staged, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(staged, path)
+    sync_folder(path.parent)
 
 
 def interrupted_save(folder: str | Path) -> Path | None:

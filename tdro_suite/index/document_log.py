@@ -22,12 +22,17 @@ Why the guarantees hold:
   torn tail only when no intact record follows it; damage with intact records after it is corruption in
   the middle, an error naming the file and the byte offset, so replay never skips an acknowledged change
   silently. The writer cuts a torn tail off before it appends, so new records never follow damage.
-- A snapshot and the log reset are one step: the log lives inside the folder that `DenseIndex.save`
-  replaces atomically (`atomic_dir`), and the new folder has no log. A crash
+- A snapshot and the log reset are one step: the log lives inside the folder that the snapshot
+  replaces atomically, and the new folder's log holds exactly the changes after the snapshot's copy: none
+  for `DenseIndex.save`; for the service's snapshot, written while changes go on (`Service._snapshot_if_due`),
+  the records appended since the copy, put in under the writer's lock just before the swap. A crash
     1. while the new folder is written leaves the old folder (old snapshot + its complete log) in place;
     2. between moving the old folder aside and moving the new one in leaves no folder at the path, and
        the old one, complete, as `.NAME.old-PID` beside it: `DenseIndex.load`'s error says to rename it back;
-    3. after the new folder is in place leaves the new snapshot, which holds every change, and no log.
+    3. after the new folder is in place leaves the new snapshot and its log, which hold every change.
+- A folder with a log says format 2 in its manifest (`dense_index.mark_logged`, before the log file is
+  created), so a tdro-suite from before the log, which reads format 1, refuses it instead of serving the
+  snapshot without the logged changes. A snapshot without a log is written as format 1 again.
   As a second line of defence each snapshot's manifest records `log_sequence`, the number of the last
   change it holds. Replay skips records at or below it (a log that outlived its snapshot is not applied
   twice: content would not change, since an add replaces and a delete of a missing id does nothing, but
@@ -84,6 +89,13 @@ class LogContents:
     changes: list[Change]
     end: int
     size: int
+    ends: tuple[int, ...] = ()  # the byte offset after each change
+
+    def end_of(self, sequence: int) -> int:
+        """The byte offset after the last change numbered `sequence` or less (0: none): what a snapshot
+        holding changes up to `sequence` leaves out of the log is everything from there on."""
+        held = [end for change, end in zip(self.changes, self.ends, strict=True) if change.sequence <= sequence]
+        return held[-1] if held else 0
 
 
 def encode(change: Change) -> bytes:
@@ -110,6 +122,7 @@ def read_log(path: Path) -> LogContents:
     data = path.read_bytes() if path.is_file() else b""
     view = memoryview(data)
     changes: list[Change] = []
+    ends: list[int] = []
     offset = 0
     while offset < len(data):
         length = _intact_length(data, offset)
@@ -124,7 +137,8 @@ def read_log(path: Path) -> LogContents:
             )
         changes.append(change)
         offset += _HEADER.size + length
-    return LogContents(changes, offset, len(data))
+        ends.append(offset)
+    return LogContents(changes, offset, len(data), tuple(ends))
 
 
 def changes_after(path: Path, sequence: int) -> list[Change]:

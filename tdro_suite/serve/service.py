@@ -9,12 +9,15 @@ Document changes (POST/DELETE /v1/documents) are applied to the index in memory 
 index folder's change log, fsync'ed, BEFORE the request is acknowledged (`tdro_suite.index.document_log`,
 which also argues why no crash loses or doubles a change). If the append fails, the in-memory index is
 reloaded from the folder, so memory never holds an unacknowledged change. Once the log reaches
-`snapshot_log_bytes` the whole folder is saved (a snapshot, `DenseIndex.save`), which empties the log;
-so does a start whose replayed log is past the threshold, and `close()`, meant for a clean shutdown
-(the app's lifespan is to call it after the batcher stops; until then the log is replayed). A restart,
+`snapshot_log_bytes` the whole folder is saved again (a snapshot), which empties the log. That snapshot
+is read back from the folder and written beside it in a background thread that takes the index lock only
+to swap the folders (`_snapshot_unlocked`): searches and changes go on meanwhile, and the changes made
+meanwhile move into the new folder's log. A start whose replayed log is past the threshold and `close()`
+(a clean shutdown; the app's lifespan calls it after the batcher stops) save under the lock, with nothing
+else to serve. A restart,
 and every other reader (`DenseIndex.load` replays the log), sees exactly the acknowledged documents. A
 change costs one append + fsync (~4 ms on the bench machine) instead of a full save (~5 s at 10^6
-documents); a snapshot still costs a full save and holds the index lock meanwhile, once per threshold.
+documents). A folder with a log is marked format 2 first, so a tdro-suite from before the log refuses it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from __future__ import annotations
 import base64
 import copy
 import logging
+import os
+import shutil
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +39,7 @@ import torch
 
 from tdro_suite.common.errors import TdroError
 from tdro_suite.data.types import Passage
-from tdro_suite.index.document_log import Change, DocumentLog
+from tdro_suite.index.document_log import LOG_FILE, Change, DocumentLog, read_log, sync_folder
 from tdro_suite.modeling import Encoder
 from tdro_suite.modeling.prompts import query_prompt
 from tdro_suite.serve.batcher import BatcherStopped, DynamicBatcher, QueueFull
@@ -79,6 +84,7 @@ class Service:
         self.index: Any = None  # DenseIndex once loaded (None: no index yet)
         self.index_lock = threading.Lock()  # FAISS objects are not safe under concurrent add/search
         self._log: DocumentLog | None = None  # the folder's change log, opened by the first write
+        self._snapshotter: threading.Thread | None = None  # a snapshot made without the lock (`_snapshot_if_due`)
         self.state = "loading"
         self.failure: str | None = None  # why loading failed (state "failed")
         self.counter: TokenCounter | None = None
@@ -317,6 +323,7 @@ class Service:
                 return len(ids), 0
             replaced = sum(1 for i in ids if i in self.index)
             self._commit(Change(self.index.log_sequence + 1, ids, vectors, docs))
+        self._snapshot_if_due()
         return len(ids) - replaced, replaced
 
     def remove_document(self, doc_id: str) -> bool:
@@ -324,6 +331,7 @@ class Service:
             if self.index is None or doc_id not in self.index:
                 return False
             self._commit(Change(self.index.log_sequence + 1, [doc_id]))
+        self._snapshot_if_due()
         return True
 
     def document_count(self) -> int:
@@ -331,6 +339,7 @@ class Service:
 
     def close(self) -> None:
         """At a clean shutdown: fold the change log into a snapshot (the next start replays nothing)."""
+        self.wait_for_snapshot()
         with self.index_lock:
             if self._log is not None and self._log.size > 0 and self.index is not None:
                 self._snapshot()
@@ -342,9 +351,18 @@ class Service:
         return self.settings.index
 
     def _writer(self) -> DocumentLog:
-        """The folder's change log, opened on first use and again after each snapshot replaced the folder."""
+        """The folder's change log, opened on first use and again after each snapshot replaced the folder.
+
+        A new log is created only once the manifest says LOGGED_FORMAT_VERSION, so a tdro-suite from before
+        the change log refuses the folder instead of reading the snapshot without the changes.
+        """
+        from tdro_suite.index.dense_index import mark_logged
+
         if self._log is None:
-            self._log = DocumentLog.open(self._folder(), self.index.log_sequence)
+            folder = self._folder()
+            if not (folder / LOG_FILE).exists():
+                mark_logged(folder)
+            self._log = DocumentLog.open(folder, self.index.log_sequence)
         return self._log
 
     def _close_log(self) -> None:
@@ -367,7 +385,6 @@ class Service:
             writer.append(change)
         except Exception:
             self._fail("Logging a document change")
-        self._maybe_snapshot(writer)
 
     def _create_folder(self) -> None:
         try:
@@ -386,6 +403,81 @@ class Service:
             self.index.save(self._folder())
         except Exception:
             log.exception("Snapshot of %s failed; its change log still holds every change", self._folder())
+
+    def _snapshot_if_due(self) -> None:
+        """Start a snapshot in the background once the log passes `snapshot_log_bytes` (call without the lock)."""
+        with self.index_lock:
+            writer = self._log
+            if self._snapshotter is not None or writer is None or writer.size < self.settings.snapshot_log_bytes:
+                return
+            self._snapshotter = threading.Thread(target=self._snapshot_unlocked, args=(writer,),
+                                                 name="tdro-snapshot", daemon=True)
+        self._snapshotter.start()
+
+    def wait_for_snapshot(self) -> None:
+        """Wait until a background snapshot, if one runs, has finished."""
+        thread = self._snapshotter
+        if thread is not None:
+            thread.join()
+
+    def _snapshot_unlocked(self, writer: DocumentLog) -> None:
+        """Fold the log into a snapshot without holding the index lock while the snapshot is made.
+
+        The snapshot is not taken from the index in memory (a copy of it would hold the lock for ~2 s at 10^6
+        documents) but read back from the folder, which holds the same state (`DenseIndex.load` replays the
+        log, as every reader does), and written beside it; meanwhile searches and changes go on, the changes
+        appending to the old folder's log. Under the lock, just before the swap, the records appended since
+        the read move into the new folder's log, so the folder holds every acknowledged change at every
+        moment (a crash before the swap leaves the old folder and its whole log; a staging folder left by
+        a crash is removed by the next snapshot). The cost: the folder is read once more, and a second copy
+        of the index is in memory meanwhile.
+        """
+        from tdro_suite.index.dense_index import DenseIndex, snapshot_staging
+
+        folder = self._folder()
+        staged = snapshot_staging(folder)
+        try:
+            for stale in folder.parent.glob(f".{folder.name}.snapshot-*"):  # one writer per folder: all ours
+                shutil.rmtree(stale, ignore_errors=True)
+            state = DenseIndex.load(folder)  # the snapshot and the changes logged so far (a torn tail left out)
+            carried_from = read_log(folder / LOG_FILE).end_of(state.log_sequence)
+            staged.mkdir()
+            state.write_files(staged)
+            del state
+            old = self._swap_in(staged, writer, carried_from)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except Exception:
+            log.exception("Snapshot of %s failed; its change log still holds every change", folder)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+            with self.index_lock:
+                self._snapshotter = None
+
+    def _swap_in(self, staged: Path, writer: DocumentLog, carried_from: int) -> Path | None:
+        """Under the lock: give the staged snapshot the log records from `carried_from` on, then swap it in.
+
+        Returns the old folder to remove (outside the lock), or None when nothing was swapped: the log was
+        closed or reopened meanwhile (a failed write reloaded the folder, or `close` saved it), so the
+        snapshot may not match the log any more and is dropped; the next change past the threshold retries.
+        """
+        from tdro_suite.index.dense_index import mark_logged, replace_folder
+
+        with self.index_lock:
+            if self._log is not writer:
+                return None
+            with open(writer.path, "rb") as source:
+                source.seek(carried_from)
+                tail = source.read(writer.size - carried_from)
+            if tail:
+                mark_logged(staged)
+                with open(staged / LOG_FILE, "wb") as out:
+                    out.write(tail)
+                    out.flush()
+                    os.fsync(out.fileno())
+                sync_folder(staged)
+            self._close_log()  # it writes to the old folder's log
+            return replace_folder(staged, self._folder())
 
     def _fail(self, what: str, *, creating: bool = False) -> NoReturn:
         """Reload the folder so memory matches disk (never an unacknowledged change); answer 503.
