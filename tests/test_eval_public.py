@@ -187,6 +187,7 @@ def test_beir_replica_msmarco_dev_and_cqadupstack_averaged_as_one(mirror):
         query = {"q": "alpha"} if i == 0 else {"q": "beta"}
         write_repo(mirror, repo, retrieval("", "test", DOCS, query, [("q", "d2" if i == 0 else "d3", 1)]))
     msmarco = evaluate(BagOfWords(), "beir:msmarco", use_cache=False, show_progress=False)
+    assert msmarco["embedding_dtype"] == "float16"  # "auto": half the disk for the public corpora
     assert msmarco["split"] == "dev" and msmarco["average"]["ndcg@10"] == pytest.approx(HAND["ndcg@10"], abs=1e-6)
     results = evaluate(BagOfWords(), "beir", langs=["scifact", "cqadupstack"], use_cache=False, show_progress=False)
     assert len(results["collections"]) == 13

@@ -8,6 +8,7 @@ it). Its result, also written as results.json:
       "model_fingerprint": "…",           # name + pooling + prompts + weight sample (cache key)
       "benchmark": "beir", "kind": "beir"|"miracl"|"mkqa", "split": "test",
       "index_type": "flat", "search_params": {}, "k_values": [1, 3, 5, 10, 100], "instruction": null,
+      "embedding_dtype": "float32",       # as cached on disk: float16 for the public benchmarks by default
       "main_metric": "ndcg@10",           # recall@100 for MKQA (Recall@k by answer match)
       "collections": {
         "<dataset or language>": {
@@ -93,12 +94,13 @@ def evaluate(
     shard_size: int = DEFAULT_SHARD_SIZE,
     out_dir: str | Path | None = None,
     show_progress: bool = True,
-    embedding_dtype: str = "float32",
+    embedding_dtype: str = "auto",
     info: DistInfo | None = None,
 ) -> dict[str, Any] | None:
     """Run `encoder` on every collection of `bench`; write results.json/results.md to `out_dir` if given.
 
-    `embedding_dtype="float16"` caches corpus embeddings at half size (large corpora); float32 by default.
+    `embedding_dtype="float16"` caches corpus embeddings at half size; "auto" chooses it for the public
+    benchmarks (corpora of millions of passages) and float32 for bundled and local ones.
     With several processes (`info`, torchrun), each encodes and searches its share of every corpus's shards;
     the first process scores, writes and returns the results, the others return None.
     """
@@ -106,6 +108,8 @@ def evaluate(
     benchmark = bench if isinstance(bench, Benchmark) else load_benchmark(bench, split=split, langs=langs)
     by_answers = benchmark.kind == "mkqa"
     ks = sorted(set(k_values or (ANSWER_K if by_answers else QRELS_K)))
+    if embedding_dtype == "auto":
+        embedding_dtype = "float16" if benchmark.source == "public" else "float32"
     fingerprint = encoder_fingerprint(encoder)
     results: dict[str, Any] = {
         "model": str(encoder.name or ""),
@@ -117,6 +121,7 @@ def evaluate(
         "search_params": dict(search_params or {}),
         "k_values": ks,
         "instruction": instruction,
+        "embedding_dtype": embedding_dtype,
         "main_metric": main_metric(by_answers, ks),
         "collections": {},
     }
