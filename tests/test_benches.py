@@ -52,3 +52,15 @@ def test_serve_bench_shapes_are_checked() -> None:
     assert parse_shapes("32x8,1x1") == [(32, 8), (1, 1)]
     with pytest.raises(SystemExit, match="CLIENTSxINPUTS"):
         parse_shapes("32by8")
+
+
+@pytest.mark.slow
+def test_eval_scale_bench_resumes_without_re_encoding(tmp_path) -> None:
+    out = run_bench("eval_scale_bench.py", "--passages", "20000", "--shard-size", "2048", "--kill-after", "3",
+                    "--batch-size", "512", "--work", str(tmp_path / "work"), "--json", str(tmp_path / "rows.json"))
+    assert "| eval, resumed to the end |" in out
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert rows["interrupted"]["killed"] and rows["interrupted"]["shards_on_disk"] >= 3
+    assert rows["resumed"]["finished_shards_re_encoded"] == 0 and rows["resumed"]["shards_on_disk"] == 10
+    assert rows["resumed"]["timing"]["corpus_cached"] is False  # the rest was encoded by the second run
+    assert rows["baseline_read_corpus"]["documents"] == rows["open_converted"]["documents"] == 20000
