@@ -82,3 +82,20 @@ def test_a_missing_shard_or_another_corpus_size_is_an_error(tmp_path: Path) -> N
     (tmp_path / "shard-00001.npy").unlink()
     with pytest.raises(DataError, match=r"shard-00001\.npy: shard missing"):
         search_shards(tmp_path, 4, vectors, 2)
+
+
+@pytest.mark.gpu
+def test_gpu_search_of_shards_gives_the_cpu_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tdro_suite.index import factory
+
+    if factory.gpu_count() == 0:
+        pytest.skip("FAISS sees no GPU (faiss-cpu build or no CUDA device): shards are searched on the CPU")
+    rng = np.random.default_rng(2)
+    vectors = rng.standard_normal((300, 32)).astype(np.float32)
+    queries = rng.standard_normal((9, 32)).astype(np.float32)
+    encode_shards(TableEncoder(vectors), passages(300), tmp_path, shard_size=64, show_progress=False, fingerprint="t")
+    on_gpu = search_shards(tmp_path, 300, queries, 10)
+    monkeypatch.setattr(factory, "gpu_count", lambda: 0)
+    on_cpu = search_shards(tmp_path, 300, queries, 10)
+    np.testing.assert_allclose(on_gpu[0], on_cpu[0], atol=1e-4)
+    assert (on_gpu[1] == on_cpu[1]).all()

@@ -277,14 +277,20 @@ def _url(part: UrlPart, mirror: Path | None) -> str:
     return (mirror / urllib.parse.urlparse(part.url).path.lstrip("/")).resolve().as_uri()
 
 
-def _write_jsonl_gz(path: Path, rows: Iterator[dict[str, Any]], fields: tuple[str, ...]) -> int:
+def _write_jsonl_gz(path: Path, rows: Iterator[dict[str, Any]], fields: tuple[str, ...], label: str) -> int:
+    """Write `fields` of `rows` (from `load_dataset`, which shows its own download bars) as BEIR JSON lines,
+    counting the rows written on a spinner (MIRACL-en: 32.9M)."""
+    from tdro_suite.data.arrow import row_progress
+
     count = 0
-    with gzip.open(path, "wt", encoding="utf-8") as out:
+    with gzip.open(path, "wt", encoding="utf-8") as out, row_progress(f"writing {label} {path.name}") as bar:
         for row in rows:
             record = {**row, "_id": row.get("_id", row.get("id"))}  # mteb's newer mirrors name it `id`
             out.write(json.dumps({f: ("" if record.get(f) is None else str(record[f])) for f in fields},
                                  ensure_ascii=False) + "\n")
             count += 1
+            if count % 10_000 == 0:
+                bar(10_000)
     return count
 
 
@@ -296,11 +302,13 @@ def _materialise(c: PublicCollection, tmp: Path, mirror: Path | None) -> dict[st
         with urllib.request.urlopen(_url(url_part, mirror), timeout=60) as response, \
                 open(tmp / "mkqa.jsonl.gz", "wb") as out:
             shutil.copyfileobj(response, out, 1 << 20)
-        counts["corpus"] = _write_jsonl_gz(tmp / "corpus.jsonl.gz", _rows(hub[0], mirror), ("_id", "title", "text"))
+        counts["corpus"] = _write_jsonl_gz(tmp / "corpus.jsonl.gz", _rows(hub[0], mirror), ("_id", "title", "text"),
+                                           f"{c.bench}/{c.name}")
         return counts
     corpus, queries, qrels = hub
-    counts["corpus"] = _write_jsonl_gz(tmp / "corpus.jsonl.gz", _rows(corpus, mirror), ("_id", "title", "text"))
-    counts["queries"] = _write_jsonl_gz(tmp / "queries.jsonl.gz", _rows(queries, mirror), ("_id", "text"))
+    label = f"{c.bench}/{c.name}"
+    counts["corpus"] = _write_jsonl_gz(tmp / "corpus.jsonl.gz", _rows(corpus, mirror), ("_id", "title", "text"), label)
+    counts["queries"] = _write_jsonl_gz(tmp / "queries.jsonl.gz", _rows(queries, mirror), ("_id", "text"), label)
     (tmp / "qrels").mkdir()
     with open(tmp / "qrels" / f"{c.split}.tsv", "w", encoding="utf-8") as out:
         out.write("query-id\tcorpus-id\tscore\n")
