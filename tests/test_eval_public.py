@@ -204,6 +204,19 @@ def test_a_mirror_with_query_and_qrels_configs_is_read_as_mteb_reads_it(mirror):
     assert results["average"]["ndcg@10"] == pytest.approx(HAND["ndcg@10"], abs=1e-6)
 
 
+def test_other_processes_wait_for_the_first_ones_fetch_without_a_collective(mirror):
+    import threading
+
+    write_repo(mirror, "mteb/scifact", retrieval("", "test", DOCS, QUERIES, QRELS))
+    waited = threading.Thread(target=public.wait_until_cached, args=("beir:scifact",), kwargs={"poll_s": 0.05})
+    waited.start()
+    waited.join(0.3)
+    assert waited.is_alive()  # nothing cached yet: still waiting
+    public.fetch_public("beir:scifact")  # what the first process does
+    waited.join(5)
+    assert not waited.is_alive()
+
+
 def test_mkqa_replica_from_apples_file_and_the_nq_corpus(mirror):
     records = [
         {"example_id": 1, "query": "capital of germany", "queries": {"en": "berlin capital", "de": "paris hauptstadt"},

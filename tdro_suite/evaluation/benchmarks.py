@@ -379,7 +379,7 @@ def load_benchmark(
     `langs` picks MIRACL / MKQA languages or BEIR dataset names; `split` defaults to BEIR test
     (MS MARCO dev), MIRACL dev.
     """
-    from tdro_suite.evaluation.public import PUBLIC_NAMES, is_public_beir
+    from tdro_suite.evaluation.public import PUBLIC_NAMES, is_public
 
     text = str(bench)
     name = text.removeprefix(BUNDLED_PREFIX)
@@ -387,7 +387,7 @@ def load_benchmark(
         kind, path = bundled_benchmark(name)
     elif text.startswith(BUNDLED_PREFIX):
         raise DataError(f"'{text}': the bundled benchmarks are {', '.join(BUNDLED_PREFIX + k for k in BUNDLED)}.")
-    elif text in PUBLIC_NAMES or (text.startswith("beir:") and is_public_beir(text.removeprefix("beir:"))):
+    elif is_public(text):
         return load_public(text, split=split, langs=langs)
     elif text.startswith("beir:"):  # another BEIR zip, downloaded once when online
         kind, path = "beir", fetch_beir(text.removeprefix("beir:"))

@@ -22,6 +22,7 @@ import gzip
 import json
 import os
 import shutil
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -190,6 +191,20 @@ def public_collections(bench: str, names: list[str] | None = None) -> list[Publi
 
 def is_public_beir(name: str) -> bool:
     return name in BEIR or name == "cqadupstack" or name.removeprefix("cqadupstack-") in CQADUPSTACK
+
+
+def is_public(bench: str) -> bool:
+    """`bench` names a public benchmark (or one public BEIR set), fetched and pinned by this module."""
+    return bench in PUBLIC_NAMES or (bench.startswith("beir:") and is_public_beir(bench.removeprefix("beir:")))
+
+
+def wait_until_cached(bench: str, names: list[str] | None = None, *, poll_s: float = 5.0) -> None:
+    """Return once every collection of `bench` is cached. torchrun's other processes wait so while the first
+    fetches: a fetch can take hours, longer than any collective's timeout (and if the first process fails,
+    torchrun stops them all)."""
+    collections = public_collections(bench, None if bench == "mkqa" else names)
+    while not all(c.is_cached() for c in collections):
+        time.sleep(poll_s)
 
 
 # ---------------------------------------------------------------- offline and the plan

@@ -28,6 +28,7 @@ def run_eval(cfg: EvalConfig) -> tuple[dict[str, Any] | None, Path]:
     """
     from tdro_suite.evaluation.benchmarks import load_benchmark
     from tdro_suite.evaluation.harness import evaluate
+    from tdro_suite.evaluation.public import is_public, wait_until_cached
     from tdro_suite.index.encode import DistInfo, barrier
     from tdro_suite.modeling import Encoder
     from tdro_suite.runtime.accelerator import process_group
@@ -35,10 +36,11 @@ def run_eval(cfg: EvalConfig) -> tuple[dict[str, Any] | None, Path]:
     out_dir = Path(cfg.output) if cfg.output else default_output(cfg.bench, cfg.model)
     with process_group() as state:
         info = DistInfo(state.process_index, state.num_processes, state.local_process_index)
-        if not info.is_main:
-            barrier()  # the first process fetches (once) what the others then read from the cache
+        public = is_public(cfg.bench)
+        if not info.is_main:  # the first process fetches (once) what the others then read from the cache
+            wait_until_cached(cfg.bench, cfg.langs) if public else barrier()
         benchmark = load_benchmark(cfg.bench, split=cfg.split, langs=cfg.langs)
-        if info.is_main:
+        if info.is_main and not public:
             barrier()
         device = cfg.device if cfg.device is not None or info.world_size == 1 else str(state.device)
         encoder = Encoder.from_pretrained(cfg.model, max_length=cfg.max_length, device=device, dtype=cfg.dtype)
@@ -54,9 +56,8 @@ def run_eval(cfg: EvalConfig) -> tuple[dict[str, Any] | None, Path]:
 def plan_eval(cfg: EvalConfig) -> tuple[list[str], str | None]:
     """`eval --dry-run`: what the benchmark needs (cached, or what would be fetched) and why it would fail."""
     from tdro_suite.evaluation.public import (
-        PUBLIC_NAMES,
         hub_offline,
-        is_public_beir,
+        is_public,
         mirror_root,
         offline_message,
         plan_lines,
@@ -65,7 +66,7 @@ def plan_eval(cfg: EvalConfig) -> tuple[list[str], str | None]:
     )
 
     bench = cfg.bench
-    if not (bench in PUBLIC_NAMES or (bench.startswith("beir:") and is_public_beir(bench[5:]))):
+    if not is_public(bench):
         from tdro_suite.evaluation.benchmarks import load_benchmark
 
         loaded = load_benchmark(bench, split=cfg.split, langs=cfg.langs)
