@@ -24,7 +24,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -458,25 +457,6 @@ def snapshot_staging(folder: str | Path) -> Path:
     """Where a snapshot of `folder` is written before it replaces the folder (a crash may leave it: ignored)."""
     folder = Path(folder)
     return folder.with_name(f".{folder.name}.snapshot-{os.getpid()}")
-
-
-def replace_folder(staged: Path, folder: str | Path) -> Path | None:
-    """Move the complete `staged` folder to `folder` as `atomic_dir` does; returns the old copy to remove.
-
-    The old folder is moved aside first (`.NAME.old-PID`, which `load` points to if a crash stops here),
-    then the new one in, then the parent is fsync'ed. Removing the old copy is left to the caller, so it
-    can do that outside any lock.
-    """
-    folder = Path(folder)
-    old = None
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(folder, old)
-    os.replace(staged, folder)
-    sync_folder(folder.absolute().parent)
-    return old
 
 
 def mark_logged(folder: str | Path) -> None:

@@ -444,9 +444,7 @@ class Service:
             staged.mkdir()
             state.write_files(staged)
             del state
-            old = self._swap_in(staged, writer, carried_from)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            self._swap_in(staged, writer, carried_from)
         except Exception:
             log.exception("Snapshot of %s failed; its change log still holds every change", folder)
         finally:
@@ -454,18 +452,21 @@ class Service:
             with self.index_lock:
                 self._snapshotter = None
 
-    def _swap_in(self, staged: Path, writer: DocumentLog, carried_from: int) -> Path | None:
+    def _swap_in(self, staged: Path, writer: DocumentLog, carried_from: int) -> bool:
         """Under the lock: give the staged snapshot the log records from `carried_from` on, then swap it in.
 
-        Returns the old folder to remove (outside the lock), or None when nothing was swapped: the log was
-        closed or reopened meanwhile (a failed write reloaded the folder, or `close` saved it), so the
-        snapshot may not match the log any more and is dropped; the next change past the threshold retries.
+        The files move (renames) into `atomic_dir`'s new folder, which replaces the old one as a whole. Returns
+        False when nothing was swapped: the log was closed or reopened meanwhile (a failed write reloaded the
+        folder, or `close` saved it), so the snapshot may not match the log any more and is dropped; the next
+        change past the threshold retries.
         """
-        from tdro_suite.index.dense_index import mark_logged, replace_folder
+        from tdro_suite.common.io import atomic_dir
+        from tdro_suite.index.dense_index import mark_logged
 
+        folder = self._folder()
         with self.index_lock:
             if self._log is not writer:
-                return None
+                return False
             with open(writer.path, "rb") as source:
                 source.seek(carried_from)
                 tail = source.read(writer.size - carried_from)
@@ -475,9 +476,13 @@ class Service:
                     out.write(tail)
                     out.flush()
                     os.fsync(out.fileno())
-                sync_folder(staged)
-            self._close_log()  # it writes to the old folder's log
-            return replace_folder(staged, self._folder())
+            with atomic_dir(folder) as new:
+                for path in staged.iterdir():
+                    os.replace(path, new / path.name)
+                sync_folder(new)
+                self._close_log()  # it writes to the old folder's log
+            sync_folder(folder.absolute().parent)
+            return True
 
     def _fail(self, what: str, *, creating: bool = False) -> NoReturn:
         """Reload the folder so memory matches disk (never an unacknowledged change); answer 503.
