@@ -121,3 +121,34 @@ def test_length_groups_keep_similar_lengths_together() -> None:
     assert groups == [[1, 4], [5], [2, 6, 0, 3]]
     assert sorted(i for g in groups for i in g) == list(range(len(tokens)))
     assert length_groups([5] * 5, max_size=2) == [[0, 1], [2, 3], [4]]
+
+
+def test_two_streams_split_a_queue_between_them_and_stop_fails_both_calls() -> None:
+    async def scenario() -> None:
+        model = Recorder()
+        batcher = DynamicBatcher(model, max_batch_size=64, max_batch_tokens=10_000, max_queue_inputs=100, streams=2)
+        batcher.start()
+        model.release.clear()
+        texts = [f"t{i}" for i in range(40)]
+        tasks = [asyncio.create_task(batcher.submit([t], [1])) for t in texts]
+        await asyncio.sleep(0.05)
+        assert batcher.pending == 0  # both streams hold a call: half the queue each, not all of it in one
+        model.release.set()
+        results = await asyncio.gather(*tasks)
+        for text, vectors in zip(texts, results, strict=True):
+            np.testing.assert_array_equal(vectors, _expected([text]))
+        assert sorted(map(len, model.batches)) == [20, 20] and len(model.threads) == 2
+        assert sorted(t for batch in model.batches for t in batch) == sorted(texts)
+
+        model.release.clear()
+        held = [asyncio.create_task(batcher.submit([t], [1])) for t in texts[:32]]
+        await asyncio.sleep(0.05)
+        stopping = asyncio.create_task(batcher.stop())
+        await asyncio.sleep(0.01)
+        model.release.set()
+        await stopping
+        for task in held:
+            with pytest.raises((asyncio.CancelledError, BatcherStopped)):
+                await task
+
+    run(scenario())

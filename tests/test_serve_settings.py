@@ -58,3 +58,12 @@ def test_model_threads_share_the_usable_cores_among_workers(monkeypatch) -> None
     assert ServeSettings(workers=3).model_threads() == 2
     assert ServeSettings(workers=16).model_threads() == 1
     assert ServeSettings(workers=3, torch_threads=5).model_threads() == 5
+
+
+def test_model_streams_default_to_two_on_a_cpu_with_two_threads_and_one_on_a_gpu() -> None:
+    assert ServeSettings(torch_threads=2).streams("cpu") == 2
+    assert ServeSettings(torch_threads=8).streams("cpu") == 2
+    assert ServeSettings(torch_threads=1).streams("cpu") == 1  # never more streams than threads
+    assert ServeSettings(torch_threads=2, model_streams=4).streams("cpu") == 2
+    assert ServeSettings(torch_threads=8).streams("cuda") == 1
+    assert ServeSettings(torch_threads=8, model_streams=2).streams("cuda") == 2

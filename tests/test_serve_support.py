@@ -30,9 +30,11 @@ READY_TIMEOUT_S = 120.0
 def tiny_settings(model_dir: Path, **overrides: Any) -> ServeSettings:
     """Settings for the tiny BERT (its position table has 128 rows, so cap inputs at 64 tokens).
 
-    torch_threads keeps the test process's thread count, so serving does not change it for other tests.
+    torch_threads keeps the test process's thread count, so serving does not change it for other tests;
+    one model stream keeps the queue states the tests gate deterministic (two streams: `test_serve_batcher`).
     """
     overrides.setdefault("torch_threads", torch.get_num_threads())
+    overrides.setdefault("model_streams", 1)
     overrides.setdefault("max_length", 64)
     return ServeSettings(model=str(model_dir), device="cpu", **overrides)
 

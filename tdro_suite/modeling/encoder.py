@@ -10,6 +10,7 @@ Saved folders follow the Hugging Face layout plus the sentence-transformers file
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Sequence
@@ -151,6 +152,18 @@ class Encoder(torch.nn.Module):
         enc.to(torch_device)
         enc.eval()
         return enc
+
+    def sharing_weights(self) -> Encoder:
+        """An encoder on these very weights with its own tokenizer, for encoding from another thread.
+
+        Hugging Face fast tokenizers change their truncation state on every call and fail with "Already
+        borrowed" when two threads call one at once; the weights are only read under inference mode.
+        """
+        twin = Encoder(self.backbone, copy.deepcopy(self.tokenizer), pooling=self.pooling, max_length=self.max_length,
+                       normalize=self.normalize, prompts=dict(self.prompts), name=self.name,
+                       instructions=self.instructions)
+        twin.train(self.training)
+        return twin
 
     # ------------------------------------------------------------------ properties
     @property

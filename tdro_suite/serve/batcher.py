@@ -3,12 +3,18 @@
 Requests put their (already prompted) texts on one FIFO queue and await a future. A single worker
 coroutine takes texts from the head of the queue until the next one would push the batch past
 `max_batch_size` inputs or `max_batch_tokens` padded tokens (inputs x longest input, what a forward
-pass really costs), runs the model in ONE dedicated thread (torch releases the GIL, so the event loop
+pass really costs), runs the model in a dedicated thread (torch releases the GIL, so the event loop
 keeps accepting and parsing requests meanwhile), and scatters the rows back. A large request may be
 split over several batches; a small one rides along with others. The queue is bounded in inputs:
 a request that does not fit is refused at once (`QueueFull` → HTTP 429 with Retry-After) instead of
 waiting without bound. While the model runs, new requests pile up, so batches grow with load by
 themselves; `batch_wait_s` only gives a batch that starts on an idle server a moment to fill.
+
+`streams` model calls may run at once, each in its own thread. On a CPU, two calls on one core each
+serve more than one call on two cores: a forward pass of short texts is a chain of small operators
+whose OpenMP threads meet at a barrier after each, and any time slice the event loop (or anything
+else on the machine) takes from one thread stalls its partner. When a stream frees while several are
+idle, it takes its share of the queue (not all of it), so the streams work side by side.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from tdro_suite.serve.metrics import ServeMetrics
 
 log = logging.getLogger("tdro_suite.serve")
 
+MIN_SHARE = 16  # a call on an idle stream takes at least this many inputs: splitting fewer gains nothing
 EncodeFn = Callable[[list[str], list[int]], np.ndarray]  # (texts, their token counts) -> [N, D]
 
 
@@ -63,6 +70,7 @@ class DynamicBatcher:
         max_batch_tokens: int,
         max_queue_inputs: int,
         batch_wait_s: float = 0.0,
+        streams: int = 1,
         metrics: ServeMetrics | None = None,
     ) -> None:
         self.encode = encode  # runs in the model thread; public so a test can wrap it
@@ -70,13 +78,16 @@ class DynamicBatcher:
         self.max_batch_tokens = max_batch_tokens
         self.max_queue_inputs = max_queue_inputs
         self.batch_wait_s = batch_wait_s
+        self.streams = max(1, streams)
         self._metrics = metrics
         self._queue: collections.deque[_Job] = collections.deque()
         self._pending = 0
         self._wakeup = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._inflight: list[_Job] = []
+        self._free = asyncio.Semaphore(self.streams)  # model threads without a call
+        self._idle = self.streams
+        self._calls: dict[asyncio.Task[None], list[_Job]] = {}  # running model calls and their jobs
 
     @property
     def pending(self) -> int:
@@ -86,7 +97,7 @@ class DynamicBatcher:
     def start(self) -> None:
         """Start the worker on the running event loop (call from the app's lifespan)."""
         if self._worker is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tdro-encode")
+            self._executor = ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="tdro-encode")
             self._worker = asyncio.get_running_loop().create_task(self._run(), name="tdro-batcher")
 
     async def stop(self) -> None:
@@ -96,11 +107,13 @@ class DynamicBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        calls, self._calls = self._calls, {}
+        for call in calls:
+            call.cancel()
         stopped = BatcherStopped("the server is shutting down")
-        for job in [*self._inflight, *self._queue]:
+        for job in [*(job for jobs in calls.values() for job in jobs), *self._queue]:
             if not job.future.done():
                 job.future.set_exception(stopped)
-        self._inflight = []
         self._queue.clear()
         self._set_pending(0)
         if self._executor is not None:
@@ -133,18 +146,18 @@ class DynamicBatcher:
         if self._metrics is not None:
             self._metrics.queue_depth.set(value)
 
-    def _take(self) -> list[tuple[_Job, int, int]]:
-        """Slices (job, start, stop) of the queue head that fit the size and token budgets."""
+    def _take(self, limit: int) -> list[tuple[_Job, int, int]]:
+        """Slices (job, start, stop) of the queue head that fit the token budget and `limit` inputs."""
         slices: list[tuple[_Job, int, int]] = []
         count = longest = 0
-        while self._queue and count < self.max_batch_size:
+        while self._queue and count < limit:
             job = self._queue[0]
             if job.future.done():  # cancelled by its client: drop what it still had queued
                 self._queue.popleft()
                 self._set_pending(self._pending - (len(job.texts) - job.taken))
                 continue
             start = job.taken
-            while job.taken < len(job.texts) and count < self.max_batch_size:
+            while job.taken < len(job.texts) and count < limit:
                 new_longest = max(longest, job.tokens[job.taken])
                 if count and (count + 1) * new_longest > self.max_batch_tokens:
                     break
@@ -162,40 +175,56 @@ class DynamicBatcher:
             self._metrics.batch_tokens.observe(count * longest)
         return slices
 
+    def _share(self) -> int:
+        """Inputs the next call takes: all it may, or, while other streams idle, an even share of the queue."""
+        if self._idle <= 1:
+            return self.max_batch_size
+        return min(self.max_batch_size, max(MIN_SHARE, -(-self._pending // self._idle)))
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
-            if self.batch_wait_s and self._pending < self.max_batch_size:
+            await self._free.acquire()
+            if self.batch_wait_s and self._pending < self.max_batch_size and self._idle == self.streams:
                 await asyncio.sleep(self.batch_wait_s)
-            slices = self._take()
+            slices = self._take(self._share())
             if not self._queue:
                 self._wakeup.clear()
             if not slices:
+                self._free.release()
                 continue
-            texts = [t for job, start, stop in slices for t in job.texts[start:stop]]
-            tokens = [n for job, start, stop in slices for n in job.tokens[start:stop]]
-            self._inflight = [job for job, _, _ in slices]
-            started = time.perf_counter()
-            try:
-                vectors = await loop.run_in_executor(self._executor, self.encode, texts, tokens)
-            except asyncio.CancelledError:
-                raise  # stop() fails the in-flight jobs
-            except Exception as exc:
-                self._inflight = []
-                log.exception("Encoding a batch of %d inputs failed", len(texts))
-                for job, _, _ in slices:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-                continue
-            self._inflight = []
-            if self._metrics is not None:
-                self._metrics.batch_seconds.observe(time.perf_counter() - started)
-            offset = 0
-            for job, start, stop in slices:
-                for i in range(start, stop):
-                    job.rows[i] = vectors[offset]
-                    offset += 1
-                job.done += stop - start
-                if job.done == len(job.texts) and not job.future.done():
-                    job.future.set_result(np.stack(job.rows))  # type: ignore[arg-type]
+            self._idle -= 1
+            call = loop.create_task(self._call(slices))
+            self._calls[call] = [job for job, _, _ in slices]
+
+    async def _call(self, slices: list[tuple[_Job, int, int]]) -> None:
+        """Run one model call in a model thread and hand each job its rows."""
+        loop = asyncio.get_running_loop()
+        texts = [t for job, start, stop in slices for t in job.texts[start:stop]]
+        tokens = [n for job, start, stop in slices for n in job.tokens[start:stop]]
+        started = time.perf_counter()
+        try:
+            vectors = await loop.run_in_executor(self._executor, self.encode, texts, tokens)
+        except asyncio.CancelledError:
+            raise  # stop() fails the in-flight jobs
+        except Exception as exc:
+            log.exception("Encoding a batch of %d inputs failed", len(texts))
+            for job, _, _ in slices:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        finally:
+            self._calls.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self._idle += 1
+            self._free.release()
+        if self._metrics is not None:
+            self._metrics.batch_seconds.observe(time.perf_counter() - started)
+        offset = 0
+        for job, start, stop in slices:
+            for i in range(start, stop):
+                job.rows[i] = vectors[offset]
+                offset += 1
+            job.done += stop - start
+            if job.done == len(job.texts) and not job.future.done():
+                job.future.set_result(np.stack(job.rows))  # type: ignore[arg-type]

@@ -90,6 +90,9 @@ class Service:
         self.counter: TokenCounter | None = None
         self.batcher: DynamicBatcher | None = None
         self.created = 0
+        self._thread = threading.local()  # each model thread's encoder (see `_thread_encoder`)
+        self._twins = threading.Lock()
+        self._handed_out = False  # the loaded encoder went to a model thread; the next ones get twins
 
     # ------------------------------------------------------------------ lifecycle
     def load(self) -> None:
@@ -116,8 +119,10 @@ class Service:
             self.failure = f"{type(exc).__name__}: {exc}"
             self.state = "failed"
             return
-        log.info("Serving %s (dimension %d, max_length %d, %d torch threads)", self.settings.model_name,
-                 self.encoder.dimension, self.encoder.max_length, self.torch_threads())
+        streams = self.batcher.streams if self.batcher is not None else 1
+        log.info("Serving %s (dimension %d, max_length %d, %d model stream(s) of %d torch thread(s))",
+                 self.settings.model_name, self.encoder.dimension, self.encoder.max_length, streams,
+                 self.torch_threads())
         self.state = "ready"
 
     def _load_index(self) -> Any:
@@ -158,28 +163,45 @@ class Service:
                 self._close_log()
 
     def start_batcher(self) -> None:
-        """Create the batcher on the running loop; it encodes through `Encoder.encode` in one thread."""
+        """Create the batcher on the running loop; it encodes through `Encoder.encode` in its model threads."""
+        from tdro_suite.common.device import resolve_device
+
+        device = self.encoder.device if self.encoder is not None else resolve_device(self.settings.device)
         self.batcher = DynamicBatcher(
             self._encode_batch,
             max_batch_size=self.settings.max_batch_size,
             max_batch_tokens=self.settings.max_batch_tokens,
             max_queue_inputs=self.settings.max_queue_inputs,
             batch_wait_s=self.settings.batch_wait_ms / 1000.0,
+            streams=self.settings.streams(device.type),
             metrics=self.metrics,
         )
         self.batcher.start()
 
     def torch_threads(self) -> int:
-        return self.settings.model_threads()
+        """torch threads of one model call: the worker's threads shared among its model streams."""
+        streams = self.batcher.streams if self.batcher is not None else 1
+        return max(1, self.settings.model_threads() // streams)
+
+    def _thread_encoder(self) -> Encoder:
+        """This model thread's encoder: the loaded one for the first thread, a twin (own tokenizer) for others."""
+        encoder = getattr(self._thread, "encoder", None)
+        if encoder is None:
+            assert self.encoder is not None
+            with self._twins:
+                encoder = self.encoder.sharing_weights() if self._handed_out else self.encoder
+                self._handed_out = True
+            self._thread.encoder = encoder
+        return encoder
 
     def _encode_batch(self, texts: list[str], tokens: list[int]) -> np.ndarray:
         """One model call: forward passes over length groups, so short texts are not padded to long ones."""
-        assert self.encoder is not None
+        encoder = self._thread_encoder()
         if torch.get_num_threads() != self.torch_threads():  # OpenMP's setting is per calling thread
             torch.set_num_threads(self.torch_threads())
-        out = np.empty((len(texts), self.encoder.dimension), dtype=np.float32)
+        out = np.empty((len(texts), encoder.dimension), dtype=np.float32)
         for group in length_groups(tokens, self.settings.forward_batch_size):
-            out[group] = self.encoder.encode([texts[i] for i in group], batch_size=len(group), show_progress=False)
+            out[group] = encoder.encode([texts[i] for i in group], batch_size=len(group), show_progress=False)
         return out
 
     def require_ready(self) -> Encoder:

@@ -68,9 +68,14 @@ class ServeSettings(BaseSettings):
     )
     max_batch_tokens: int = Field(32768, ge=1, description="Most padded tokens (inputs x longest) per call.")
     torch_threads: int | None = Field(
-        None, ge=1, description="torch intra-op threads for the model in each worker; default: the CPU cores this "
-        "process may use, divided among the workers. The model thread does nearly all the work: on 2 cores, 2 "
-        "threads serve more than 1 even though the event loop and the tokenizer share those cores."
+        None, ge=1, description="torch threads for the model in each worker, shared among its model_streams; "
+        "default: the CPU cores this process may use, divided among the workers. The model does nearly all "
+        "the work, so it gets every core even though the event loop and the tokenizer share them."
+    )
+    model_streams: int | None = Field(
+        None, ge=1, description="Model calls that run at once in each worker, each in its own thread with an "
+        "even share of torch_threads; default: 2 on a CPU with at least 2 threads (two calls on one core each "
+        "beat one call on two: see eval/bench/README.md), 1 on a GPU."
     )
     forward_batch_size: int = Field(
         64, ge=1, description="Most inputs per forward pass; a model call splits its inputs into passes of "
@@ -109,6 +114,13 @@ class ServeSettings(BaseSettings):
             return self.torch_threads
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         return max(1, cores // self.workers)
+
+    def streams(self, device_type: str) -> int:
+        """`model_streams`, or 2 on a CPU with 2 or more model threads and 1 elsewhere (never more than threads)."""
+        threads = self.model_threads()
+        if self.model_streams:
+            return min(self.model_streams, threads) if device_type == "cpu" else self.model_streams
+        return 2 if device_type == "cpu" and threads >= 2 else 1
 
     @property
     def model_name(self) -> str:
