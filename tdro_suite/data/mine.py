@@ -406,7 +406,8 @@ def run_mine(cfg: MineConfig, *, show_progress: bool = True) -> MiningReport | N
     """Mine `cfg`'s task into `cfg.out`; the report on rank 0, None on the other ranks of a torchrun launch."""
     from tdro_suite.data.tasks import load_task_examples, training_tasks
     from tdro_suite.data.writer import write_examples
-    from tdro_suite.index.corpus import corpus_hash, read_corpus
+    from tdro_suite.index.corpus import corpus_hash
+    from tdro_suite.index.corpus_store import open_corpus
     from tdro_suite.index.encode import DistInfo, barrier, prepare_work_dir
     from tdro_suite.runtime.accelerator import process_group
 
@@ -415,7 +416,7 @@ def run_mine(cfg: MineConfig, *, show_progress: bool = True) -> MiningReport | N
     examples = load_task_examples(task)
     if not examples:
         raise DataError(f"{task.path}: the task holds no examples.")
-    pool = read_corpus(cfg.corpus) if cfg.corpus else task_pool(examples)
+    pool = open_corpus(cfg.corpus, progress=show_progress) if cfg.corpus else task_pool(examples)  # mapped, not in RAM
     start = cfg.window[0]
     if len(pool) < start + cfg.negatives:
         raise DataError(
