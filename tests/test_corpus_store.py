@@ -35,7 +35,6 @@ def test_store_equals_the_in_memory_corpus(tmp_path: Path) -> None:
     assert store.column_at("docid", [4, 2, 4]) == ["d4", "d2", "d4"]
     assert store.column_at("text", [0]) == ["passage 0 ünïcode"]
     assert store.present(["d1", "d49", "nope"]) == {"d1", "d49"}
-    assert store.docids() == [d.docid for d in listed]
     with pytest.raises(IndexError):
         store[50]
 

@@ -1,13 +1,14 @@
 """A corpus on disk instead of in memory: validated once into a memory-mapped Arrow file.
 
-A corpus read into `Passage` objects costs ~1 KB of Python heap per passage on every process (MIRACL-en's
-32.9M passages: ~35 GB). `open_corpus(files)` instead streams the files once through the same validator as
-`read_corpus` (`corpus.parse_document`: errors name the file, the line and the field) into an Arrow IPC file
-under `$TDRO_CACHE_DIR/corpora/`, keyed by the sha256 of the files' bytes (remembered per path, size and
-mtime, as training tasks are), and maps it read-only. `CorpusStore` is a `Sequence[Passage]` that decodes
-rows on access, so the sharded encoder takes a slice per shard and memory stays at one shard of text. The
-content hash `corpus_hash` would compute from the passages is computed during the conversion and kept
-beside the file, so the key of cached embeddings is the same as for the in-memory list.
+A corpus read into `Passage` objects costs Python heap on every process in proportion to its size (391 MB
+per million 12-word passages, eval/bench/eval_scale_bench.py; MIRACL-en has 32.9M longer ones).
+`open_corpus(files)` instead streams the files once through the same validator as `read_corpus`
+(`corpus.parse_document`: errors name the file, the line and the field) into an Arrow IPC file under
+`$TDRO_CACHE_DIR/corpora/`, keyed by the sha256 of the files' bytes (remembered per path, size and mtime,
+as training tasks are), and maps it read-only. `CorpusStore` is a `Sequence[Passage]` that decodes rows on
+access, so the sharded encoder takes a slice per shard and memory stays at one shard of text. The content
+hash `corpus_hash` would compute from the passages is computed during the conversion and kept beside the
+file, so the key of cached embeddings is the same as for the in-memory list.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ class CorpusStore(Sequence[Passage]):
         self._table = pa.ipc.open_file(pa.memory_map(str(self.path), "r")).read_all()
         meta = json.loads(_meta_path(self.path).read_text(encoding="utf-8"))
         self.content_hash: str = meta["content_hash"]
-        self.sources: list[str] = meta["sources"]
 
     def __len__(self) -> int:
         return self._table.num_rows
@@ -74,10 +74,6 @@ class CorpusStore(Sequence[Passage]):
         """Field `name` ("docid", "title" or "text") of the passages at `rows` (any order, repeats allowed):
         a search result's ids or texts without decoding whole passages."""
         return self._table.column(name).take(pa.array(rows, pa.int64())).to_pylist()
-
-    def docids(self) -> list[str]:
-        """Every id, in corpus order (an in-memory index needs them all)."""
-        return self._table.column("docid").to_pylist()
 
     def present(self, docids: Iterable[str]) -> set[str]:
         """Which of `docids` the corpus holds, without a set of every id in memory (qrels checks)."""
