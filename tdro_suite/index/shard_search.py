@@ -11,7 +11,9 @@ not depend on how the shards were split among processes.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,13 +30,20 @@ def merge_top_k(
     return np.take_along_axis(all_scores, order, axis=1), np.take_along_axis(all_positions, order, axis=1)
 
 
+@functools.cache
+def _gpu_resources(device: int) -> Any:
+    """One FAISS GPU context per device for the whole run: each reserves scratch memory on creation."""
+    import faiss
+
+    return faiss.StandardGpuResources()
+
+
 def _knn(queries: np.ndarray, vectors: np.ndarray, k: int, gpu: int | None) -> tuple[np.ndarray, np.ndarray]:
     import faiss
 
     if gpu is None:
         return faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
-    resources = faiss.StandardGpuResources()
-    return faiss.knn_gpu(resources, queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT, device=gpu)
+    return faiss.knn_gpu(_gpu_resources(gpu), queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT, device=gpu)
 
 
 def search_shards(
