@@ -61,6 +61,17 @@ def test_encode_restores_input_order_and_normalises(tiny_encoder_dir) -> None:
     np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("which", ["encoder", "decoder"])
+def test_encode_pass_is_encode_in_one_padded_pass(which, tiny_encoder_dir, tiny_decoder_dir) -> None:
+    """The server's one-pass path gives `encode`'s vectors, in input order, and refuses train mode."""
+    enc = Encoder.from_pretrained(tiny_encoder_dir if which == "encoder" else tiny_decoder_dir, device="cpu")
+    texts = ["short", "a much much longer text than the others here, with more words", "mid length text"]
+    np.testing.assert_allclose(enc.encode_pass(texts), enc.encode(texts, batch_size=1), atol=1e-5)
+    enc.train()
+    with pytest.raises(RuntimeError, match="eval mode"):
+        enc.encode_pass(texts)
+
+
 def test_minilm_cosine_matches_reference(minilm) -> None:
     v = minilm.encode(["A man is eating food.", "A man is eating a piece of bread."])
     assert float(v[0] @ v[1]) == pytest.approx(0.755, abs=2e-3)

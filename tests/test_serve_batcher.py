@@ -112,15 +112,69 @@ def test_queue_bound_cancellation_failure_and_shutdown() -> None:
     run(scenario())
 
 
-def test_length_groups_keep_similar_lengths_together() -> None:
-    from tdro_suite.serve.service import length_groups
+def _plan_cost(passes: list[list[int]], tokens: list[int], overhead: float) -> float:
+    return sum(overhead + len(rows) * max(tokens[i] for i in rows) for rows in passes)
+
+
+def _set_partitions(items: list[int]):
+    """Every way of splitting `items` into non-empty groups (Bell(n) of them)."""
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for partition in _set_partitions(rest):
+        for k in range(len(partition)):
+            yield [*partition[:k], [first, *partition[k]], *partition[k + 1 :]]
+        yield [[first], *partition]
+
+
+@pytest.mark.parametrize("overhead", [0.0, 5.0, 30.0, 1000.0])
+@pytest.mark.parametrize("seed", range(4))
+def test_plan_passes_is_the_cheapest_of_every_possible_split(overhead: float, seed: int) -> None:
+    """Against brute force over all set partitions (not only contiguous runs of the sorted texts)."""
+    import random
+
+    from tdro_suite.serve.pass_plan import plan_passes
+
+    rng = random.Random(seed)
+    tokens = [rng.choice([3, 10, 11, 12, 40, 90, 200]) for _ in range(7)]
+    max_rows = 3
+    passes = plan_passes(tokens, max_rows, overhead)
+    assert sorted(i for rows in passes for i in rows) == list(range(len(tokens)))
+    assert all(len(rows) <= max_rows for rows in passes)
+    best = min(_plan_cost(p, tokens, overhead) for p in _set_partitions(list(range(len(tokens))))
+               if all(len(g) <= max_rows for g in p))
+    assert _plan_cost(passes, tokens, overhead) == pytest.approx(best)
+
+
+def test_plan_passes_trades_passes_for_padding_by_the_overhead() -> None:
+    from tdro_suite.serve.pass_plan import plan_passes
 
     tokens = [10, 120, 12, 9, 110, 30, 11]
-    groups = length_groups(tokens, max_size=64)
-    # 120 and 110 together; 30 alone (12 is 18 tokens shorter: over the 16-token slack); the short ones together
-    assert groups == [[1, 4], [5], [2, 6, 0, 3]]
-    assert sorted(i for g in groups for i in g) == list(range(len(tokens)))
-    assert length_groups([5] * 5, max_size=2) == [[0, 1], [2, 3], [4]]
+    # a pass costs 4 tokens: 120 and 110 apart (8 + 230 < 4 + 240), the four short ones together (4 + 48 < 16 + 42)
+    assert plan_passes(tokens, 64, overhead=4.0) == [[1], [4], [5], [2, 6, 0, 3]]
+    # 20 tokens: 120 and 110 share a pass (20 + 240 < 40 + 230); 30 still alone
+    assert plan_passes(tokens, 64, overhead=20.0) == [[1, 4], [5], [2, 6, 0, 3]]
+    # 100 tokens: 30 joins the short ones (100 + 150 < 200 + 78)
+    assert plan_passes(tokens, 64, overhead=100.0) == [[1, 4], [5, 2, 6, 0, 3]]
+    # passes dearer than any padding: one pass, unless max_rows splits it
+    assert plan_passes(tokens, 64, overhead=10_000.0) == [[1, 4, 5, 2, 6, 0, 3]]
+    assert [len(p) for p in plan_passes([5] * 5, 2, overhead=10_000.0)] == [1, 2, 2]
+
+
+def test_pass_overhead_is_the_fixed_cost_over_the_cost_per_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model whose pass takes 2 ms + 0.01 ms per padded token: the fixed part is 200 tokens."""
+    from tdro_suite.serve import pass_plan
+
+    clock = [0.0]
+    monkeypatch.setattr(pass_plan.time, "perf_counter", lambda: clock[0])
+
+    def run_pass(texts: list[str]) -> None:
+        clock[0] += 0.002 + 0.00001 * len(texts) * len(texts[0].split())
+
+    assert pass_plan.pass_overhead(run_pass) == pytest.approx(200.0)
+    monkeypatch.setattr(pass_plan.time, "perf_counter", lambda: clock[0])
+    assert pass_plan.pass_overhead(lambda texts: None) == pass_plan.MAX_OVERHEAD  # no cost per token at all
 
 
 def test_two_streams_split_a_queue_between_them_and_stop_fails_both_calls() -> None:

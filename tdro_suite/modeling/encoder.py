@@ -48,6 +48,11 @@ MIN_BUCKET_ROWS_CPU = 8
 MIN_BUCKET_ROWS_GPU = 64
 
 
+def backbone_inputs(features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tokenizer outputs a transformers backbone takes (not e.g. `length` or offsets)."""
+    return {k: v for k, v in features.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+
 class Encoder(torch.nn.Module):
     """Text → L2-normalised vector, for queries and passages alike.
 
@@ -202,7 +207,7 @@ class Encoder(torch.nn.Module):
         runs one row whose output is dropped. Only for callers in lockstep: index encoding, for
         one, runs a different number of batches on each rank.
         """
-        inputs = {k: v for k, v in features.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        inputs = backbone_inputs(features)
         min_rows = MIN_BUCKET_ROWS_GPU if inputs["input_ids"].is_cuda else MIN_BUCKET_ROWS_CPU
         agree = all_reduce_max if lockstep and is_distributed() else None
         buckets = plan_buckets(inputs["attention_mask"], min_rows, agree=agree)
@@ -212,6 +217,9 @@ class Encoder(torch.nn.Module):
             parts = [self._embed(trim_to_rows(inputs, rows if len(rows) else buckets[0][:1]))[: len(rows)]
                      for rows in buckets]
             emb = restore_order(parts, buckets)
+        return self._normalized(emb)
+
+    def _normalized(self, emb: torch.Tensor) -> torch.Tensor:
         return F.normalize(emb, p=2, dim=-1) if self.normalize else emb
 
     def _embed(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -264,6 +272,19 @@ class Encoder(torch.nn.Module):
         finally:
             self.train(was_training)
         return out
+
+    def encode_pass(self, texts: Sequence[str], max_length: int | None = None) -> np.ndarray:
+        """Texts (prompts already applied) through exactly ONE padded forward pass, in order: float32 [N, D].
+
+        For a caller that plans its own passes (the server's `plan_passes`): no length sorting, no
+        length buckets, and no train/eval switch (which walks every module, about 2 ms of Python per call
+        for MiniLM). The encoder must be in eval mode, as `from_pretrained` leaves it.
+        """
+        if self.training:
+            raise RuntimeError("encode_pass runs in eval mode only: call .eval() first")
+        with torch.inference_mode():
+            features = self._to_device(self.tokenize(texts, max_length=max_length))
+            return self._normalized(self._embed(backbone_inputs(features))).cpu().numpy()
 
     def length_order(self, texts: Sequence[str], batch_size: int, max_length: int | None = None) -> np.ndarray:
         """Indices of `texts`, longest first by token count after truncation; input order for one batch.

@@ -45,6 +45,7 @@ from tdro_suite.modeling.prompts import query_prompt
 from tdro_suite.serve.batcher import BatcherStopped, DynamicBatcher, QueueFull
 from tdro_suite.serve.errors import ApiError
 from tdro_suite.serve.metrics import ServeMetrics
+from tdro_suite.serve.pass_plan import pass_overhead, plan_passes
 from tdro_suite.serve.settings import ServeSettings
 
 log = logging.getLogger("tdro_suite.serve")
@@ -88,6 +89,7 @@ class Service:
         self.state = "loading"
         self.failure: str | None = None  # why loading failed (state "failed")
         self.counter: TokenCounter | None = None
+        self.pass_overhead = 0.0  # a forward pass's fixed cost in padded tokens, measured at load
         self.batcher: DynamicBatcher | None = None
         self.created = 0
         self._thread = threading.local()  # each model thread's encoder (see `_thread_encoder`)
@@ -107,6 +109,7 @@ class Service:
                     attn_implementation=self.settings.attn_implementation,
                 )
             self.counter = TokenCounter(self.encoder.tokenizer)
+            self._measure_pass_overhead()
             self.index = self._load_index()
             self._fold_replayed_log()
         except TdroError as exc:
@@ -120,9 +123,9 @@ class Service:
             self.state = "failed"
             return
         streams = self.batcher.streams if self.batcher is not None else 1
-        log.info("Serving %s (dimension %d, max_length %d, %d model stream(s) of %d torch thread(s))",
-                 self.settings.model_name, self.encoder.dimension, self.encoder.max_length, streams,
-                 self.torch_threads())
+        log.info("Serving %s (dimension %d, max_length %d, %d model stream(s) of %d torch thread(s), "
+                 "a forward pass costs %.0f padded tokens more than its tokens)", self.settings.model_name,
+                 self.encoder.dimension, self.encoder.max_length, streams, self.torch_threads(), self.pass_overhead)
         self.state = "ready"
 
     def _load_index(self) -> Any:
@@ -195,14 +198,24 @@ class Service:
         return encoder
 
     def _encode_batch(self, texts: list[str], tokens: list[int]) -> np.ndarray:
-        """One model call: forward passes over length groups, so short texts are not padded to long ones."""
+        """One model call: the cheapest split into padded forward passes for this model (`plan_passes`)."""
         encoder = self._thread_encoder()
         if torch.get_num_threads() != self.torch_threads():  # OpenMP's setting is per calling thread
             torch.set_num_threads(self.torch_threads())
         out = np.empty((len(texts), encoder.dimension), dtype=np.float32)
-        for group in length_groups(tokens, self.settings.forward_batch_size):
-            out[group] = encoder.encode([texts[i] for i in group], batch_size=len(group), show_progress=False)
+        for rows in plan_passes(tokens, self.settings.forward_batch_size, self.pass_overhead):
+            out[rows] = encoder.encode_pass([texts[i] for i in rows])
         return out
+
+    def _measure_pass_overhead(self) -> None:
+        """Time the loaded model once at the model streams' thread count (see `pass_plan`)."""
+        assert self.encoder is not None
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.torch_threads())
+        try:
+            self.pass_overhead = pass_overhead(self.encoder.encode_pass)
+        finally:
+            torch.set_num_threads(threads)
 
     def require_ready(self) -> Encoder:
         if self.state != "ready" or self.encoder is None:
@@ -525,27 +538,6 @@ class Service:
             self.state = "failed"
         raise ApiError(503, "The change could not be saved and was not applied; retry later.",
                        code="persist_failed", headers={"Retry-After": str(self.settings.retry_after_s)}) from None
-
-
-PAD_SLACK_TOKENS = 16
-
-
-def length_groups(tokens: Sequence[int], max_size: int) -> list[list[int]]:
-    """Split positions into forward passes of similar length (longest first).
-
-    A text joins the current group unless the group is full or the text is shorter than the group's
-    longest by more than max(16 tokens, half of it): padding a 10-token query to a 120-token passage
-    costs more than a forward pass of its own, while padding 10 tokens to 20 does not.
-    """
-    groups: list[list[int]] = []
-    longest = 0
-    for i in sorted(range(len(tokens)), key=lambda i: -tokens[i]):
-        if groups and len(groups[-1]) < max_size and longest - tokens[i] <= max(PAD_SLACK_TOKENS, longest // 2):
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-            longest = tokens[i]
-    return groups
 
 
 def encode_base64(vector: np.ndarray) -> str:

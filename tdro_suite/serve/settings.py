@@ -63,8 +63,8 @@ class ServeSettings(BaseSettings):
 
     # Dynamic batching
     max_batch_size: int = Field(
-        256, ge=1, description="Most inputs in one model call; a call sorts its inputs by length into forward "
-        "passes (forward_batch_size), so a larger call pads less."
+        256, ge=1, description="Most inputs in one model call; a call splits its inputs into the cheapest set "
+        "of padded forward passes (of at most forward_batch_size), so a larger call pads less."
     )
     max_batch_tokens: int = Field(32768, ge=1, description="Most padded tokens (inputs x longest) per call.")
     torch_threads: int | None = Field(
@@ -78,8 +78,8 @@ class ServeSettings(BaseSettings):
         "beat one call on two: see eval/bench/README.md), 1 on a GPU."
     )
     forward_batch_size: int = Field(
-        64, ge=1, description="Most inputs per forward pass; a model call splits its inputs into passes of "
-        "similar length, so short texts are not padded to a long one."
+        64, ge=1, description="Most inputs per forward pass; a model call splits its inputs into passes by "
+        "length, weighing padding against the fixed cost of a pass (measured on the model at start)."
     )
     batch_wait_ms: float = Field(2.0, ge=0, description="How long a batch waits for company once started.")
     max_queue_inputs: int = Field(4096, ge=1, description="Inputs waiting before requests get 429.")
