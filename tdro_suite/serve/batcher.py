@@ -195,21 +195,24 @@ class DynamicBatcher:
                 self._free.release()
                 continue
             self._idle -= 1
-            call = loop.create_task(self._call(slices))
+            # Hand the inputs to a model thread now, not from the task's first step: that would run only
+            # after the callbacks already queued on the loop (the answers of the call that just ended).
+            texts = [t for job, start, stop in slices for t in job.texts[start:stop]]
+            tokens = [n for job, start, stop in slices for n in job.tokens[start:stop]]
+            started = time.perf_counter()
+            running = loop.run_in_executor(self._executor, self.encode, texts, tokens)
+            call = loop.create_task(self._call(running, slices, started))
             self._calls[call] = [job for job, _, _ in slices]
 
-    async def _call(self, slices: list[tuple[_Job, int, int]]) -> None:
-        """Run one model call in a model thread and hand each job its rows."""
-        loop = asyncio.get_running_loop()
-        texts = [t for job, start, stop in slices for t in job.texts[start:stop]]
-        tokens = [n for job, start, stop in slices for n in job.tokens[start:stop]]
-        started = time.perf_counter()
+    async def _call(self, running: asyncio.Future[np.ndarray], slices: list[tuple[_Job, int, int]],
+                    started: float) -> None:
+        """Wait for one model call running in a model thread and hand each job its rows."""
         try:
-            vectors = await loop.run_in_executor(self._executor, self.encode, texts, tokens)
+            vectors = await running
         except asyncio.CancelledError:
             raise  # stop() fails the in-flight jobs
         except Exception as exc:
-            log.exception("Encoding a batch of %d inputs failed", len(texts))
+            log.exception("Encoding a batch of %d inputs failed", sum(stop - start for _, start, stop in slices))
             for job, _, _ in slices:
                 if not job.future.done():
                     job.future.set_exception(exc)
