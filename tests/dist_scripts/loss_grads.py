@@ -15,6 +15,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clean_exit import exit_now
 from toy_problem import make_batch, make_model
 
 from tdro_suite.modeling.distributed import world_size
@@ -42,3 +43,4 @@ def main(out: Path) -> None:
 
 if __name__ == "__main__":
     main(Path(sys.argv[1]))
+    exit_now()

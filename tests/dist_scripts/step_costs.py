@@ -118,4 +118,7 @@ def main(stage: str, config_json: str, out: Path) -> None:
 
 
 if __name__ == "__main__":
+    from clean_exit import exit_now  # beside this script, which Python puts first on sys.path
+
     main(sys.argv[1], sys.argv[2], Path(sys.argv[3]))
+    exit_now()

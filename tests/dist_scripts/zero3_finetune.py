@@ -63,4 +63,7 @@ def main(config_json: str, out: Path) -> None:
 
 
 if __name__ == "__main__":
+    from clean_exit import exit_now  # beside this script, which Python puts first on sys.path
+
     main(sys.argv[1], Path(sys.argv[2]))
+    exit_now()
