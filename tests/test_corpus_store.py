@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 
 import pytest
+from jsonl_files import write_rows as write
 
 from tdro_suite.common.errors import DataError
 from tdro_suite.index.corpus import corpus_hash, read_corpus
@@ -15,18 +14,8 @@ from tdro_suite.index.corpus_store import open_corpus
 DOCS = [{"_id": f"d{i}", "title": "T" if i % 3 == 0 else "", "text": f"passage {i} ünïcode"} for i in range(50)]
 
 
-def write(path: Path, rows: list[dict], *, gz: bool = False) -> Path:
-    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    if gz:
-        with gzip.open(path, "wt", encoding="utf-8") as fh:
-            fh.write(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
-
-
 def test_store_equals_the_in_memory_corpus(tmp_path: Path) -> None:
-    files = [write(tmp_path / "a.jsonl", DOCS[:30]), write(tmp_path / "b.jsonl.gz", DOCS[30:], gz=True)]
+    files = [write(tmp_path / "a.jsonl", DOCS[:30]), write(tmp_path / "b.jsonl.gz", DOCS[30:])]
     store = open_corpus(files, root=tmp_path / "cache", progress=False)
     listed = read_corpus(files)
     assert len(store) == 50 and list(store) == listed and store[7] == listed[7] and store[-1] == listed[-1]

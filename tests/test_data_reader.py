@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from jsonl_files import write_lines as _write
 
 from tdro_suite.common.errors import DataError
 from tdro_suite.data.reader import InvalidReport, iter_examples
@@ -23,16 +24,6 @@ def _record(i: int, **override: object) -> dict:
     }
     rec.update(override)
     return rec
-
-
-def _write(path: Path, lines: list[str]) -> Path:
-    data = "\n".join(lines) + "\n"
-    if path.suffix == ".gz":
-        with gzip.open(path, "wt", encoding="utf-8") as fh:
-            fh.write(data)
-    else:
-        path.write_text(data, encoding="utf-8")
-    return path
 
 
 def test_reads_plain_and_gzip(tmp_path: Path) -> None:
